@@ -1,0 +1,53 @@
+"""Finding, validating and loading ganlab checkpoints outside of training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ganlab.errors import CheckpointError
+
+
+def existing_checkpoint(path: str | Path) -> Path:
+    ckpt = Path(str(path)).expanduser()
+    if not ckpt.is_file():
+        where = "is a directory" if ckpt.is_dir() else "does not exist"
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} {where}; give the path of a .ckpt file written by "
+            "ganlab-train, e.g. runs/train/<model>_<data>/<time>/checkpoints/last.ckpt"
+        )
+    return ckpt
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict of a ganlab run, with its config under ckpt['ganlab']['config']."""
+    ckpt_file = existing_checkpoint(path)
+    try:
+        # Checkpoints hold optimizer state and configs, not only tensors: only load your own.
+        ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+    except Exception as err:  # pickle, zip and torch errors all mean the same to the user
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} is not a readable checkpoint: {err}"
+        ) from err
+    config = ckpt.get("ganlab", {}).get("config") if isinstance(ckpt, dict) else None
+    if not config or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} is not a ganlab checkpoint (it carries no ganlab run "
+            "config); give a checkpoint written by ganlab-train"
+        )
+    return ckpt
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the LightningModule of a run from its checkpoint, weights loaded, in eval mode."""
+    ckpt = read_checkpoint(path)
+    config = OmegaConf.create(ckpt["ganlab"]["config"])
+    model = instantiate(config.model)
+    model.load_state_dict(ckpt["state_dict"])
+    model.on_load_checkpoint(ckpt)
+    model._pending_rng_states = None  # sampling draws from its own seeds, not the run's RNG
+    return model.to(device).eval(), config

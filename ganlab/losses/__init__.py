@@ -1,0 +1,31 @@
+from ganlab.losses.adversarial import (
+    AdversarialLoss,
+    BCELoss,
+    HingeLoss,
+    LSGANLoss,
+    WassersteinLoss,
+    bce_d_loss,
+    bce_g_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    lsgan_d_loss,
+    lsgan_g_loss,
+    wasserstein_d_loss,
+    wasserstein_g_loss,
+)
+
+__all__ = [
+    "AdversarialLoss",
+    "BCELoss",
+    "HingeLoss",
+    "LSGANLoss",
+    "WassersteinLoss",
+    "bce_d_loss",
+    "bce_g_loss",
+    "hinge_d_loss",
+    "hinge_g_loss",
+    "lsgan_d_loss",
+    "lsgan_g_loss",
+    "wasserstein_d_loss",
+    "wasserstein_g_loss",
+]

@@ -1,0 +1,65 @@
+"""User-side classes that tests point `_target_` at, as a researcher's own package would."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganlab.losses import BCELoss
+from ganlab.models import GANModule
+
+
+class TinyGenerator(nn.Module):
+    """A user's own generator: one linear layer to an image."""
+
+    def __init__(self, latent_dim: int, channels: int, resolution: int):
+        super().__init__()
+        self.shape = (channels, resolution, resolution)
+        self.linear = nn.Linear(latent_dim, channels * resolution * resolution)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(z)).view(len(z), *self.shape)
+
+
+class RecordingDiscriminator(nn.Module):
+    """Records, at each forward with autograd on, whether its weights require grad."""
+
+    def __init__(self, channels: int, resolution: int):
+        super().__init__()
+        self.linear = nn.Linear(channels * resolution * resolution, 1)
+        self.weights_trainable: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            self.weights_trainable.append(self.linear.weight.requires_grad)
+        return self.linear(x.flatten(1)).squeeze(1)
+
+
+class ExplodingLoss(BCELoss):
+    """BCE until `explode_after` discriminator losses have been computed, then NaN."""
+
+    def __init__(self, explode_after: int):
+        self.explode_after = explode_after
+        self.calls = 0
+
+    def d_loss(self, real_logits, fake_logits):
+        self.calls += 1
+        loss = super().d_loss(real_logits, fake_logits)
+        return loss * float("nan") if self.calls > self.explode_after else loss
+
+
+class LabelSmoothingGAN(GANModule):
+    """A user's own variant: overrides one hook (one-sided label smoothing) and nothing else."""
+
+    def __init__(self, *args, smoothing: float = 0.1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.smoothing = smoothing
+
+    def d_loss(self, real, fake, cond=None):
+        real_logits = self.discriminate(real).float()
+        fake_logits = self.discriminate(fake).float()
+        bce = nn.functional.binary_cross_entropy_with_logits
+        loss = bce(real_logits, torch.full_like(real_logits, 1 - self.smoothing)) + bce(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
+        return loss, {"train/d_real": real_logits.mean(), "train/d_fake": fake_logits.mean()}
