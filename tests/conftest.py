@@ -40,8 +40,9 @@ def compose_config(
     # `${hydra:...}` interpolations need a live HydraConfig, as under @hydra.main.
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.data_dir = str(output_dir / "data")
+        if "paths" in cfg:
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.data_dir = str(output_dir / "data")
         del cfg.hydra
     return cfg
 

@@ -12,7 +12,8 @@ from tests.conftest import SMALL_DCGAN, compose_config
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "csv" / "metrics.csv") as f:
+    (path,) = (run_dir / "csv").glob("version_*/metrics.csv")
+    with open(path) as f:
         return list(csv.DictReader(f))
 
 

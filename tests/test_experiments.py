@@ -1,0 +1,39 @@
+"""Every experiment file composes and trains a few CPU batches: a new file is tested the day
+it is added. Dataset files that cannot be downloaded here are written in torchvision's layout."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.datasets.cifar
+
+from ganlab.cli import CONFIG_DIR
+from ganlab.train import train
+from tests.datasets import allow_test_files, write_cifar, write_mnist
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+
+def test_there_are_experiments():
+    assert {"dcgan_digits", "dcgan_cifar10", "gan_mlp_mnist", "toy_ring"} <= set(EXPERIMENTS)
+
+
+# Datasets that cannot be downloaded here, written small in torchvision's layout.
+WRITERS = {
+    "mnist": lambda root: write_mnist(root, "MNIST"),
+    "fashion_mnist": lambda root: write_mnist(root, "FashionMNIST"),
+    "cifar10": write_cifar,
+}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_trains_a_few_batches(make_config, tmp_path, monkeypatch, name):
+    cfg = make_config(f"experiment={name}", "data.batch_size=4", "data.num_workers=0")
+    if cfg.data._target_.endswith("TorchvisionDataModule"):
+        assert cfg.data.dataset in WRITERS, f"write {cfg.data.dataset} files for this test"
+        WRITERS[cfg.data.dataset](Path(cfg.data.root))
+        allow_test_files(monkeypatch, torchvision.datasets.cifar)
+    train(cfg)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["ganlab"]["progress"]["d_steps"] == 3
+    assert ckpt["ganlab"]["config"]["tags"] == list(cfg.tags)
