@@ -43,8 +43,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the LightningModule of a run from its checkpoint, weights loaded, in eval mode."""
-    ckpt = read_checkpoint(path)
+    """Rebuild the LightningModule of a run from its checkpoint, weights loaded, in eval mode;
+    returns (model, the run's config)."""
+    return model_from_checkpoint(read_checkpoint(path), device)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu"):
     config = OmegaConf.create(ckpt["ganlab"]["config"])
     model = instantiate(config.model)
     model.load_state_dict(ckpt["state_dict"])

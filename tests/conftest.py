@@ -24,10 +24,29 @@ FAST = [
     "debug=fast",
     "logger=csv",
     "data.batch_size=16",
+    # Scores from a tiny fixed-weight extractor on few samples: the real code path, in seconds.
+    "callbacks.sample_quality.feature_extractor=ganlab-tiny",
+    "callbacks.sample_quality.num_samples=100",
+    "callbacks.sample_quality.num_reference=300",
+    "callbacks.sample_quality.batch_size=50",
 ]
 SMALL_DCGAN = ["model.generator.base_width=8", "model.discriminator.base_width=8"]
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Reference statistics and extractor weights go to a cache of the test session's own,
+    never to the user's ~/.cache/ganlab."""
+    cache = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("GANLAB_CACHE_DIR")
+    os.environ["GANLAB_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("GANLAB_CACHE_DIR", None)
+    else:
+        os.environ["GANLAB_CACHE_DIR"] = previous
 
 
 def compose_config(

@@ -63,3 +63,24 @@ class LabelSmoothingGAN(GANModule):
             fake_logits, torch.zeros_like(fake_logits)
         )
         return loss, {"train/d_real": real_logits.mean(), "train/d_fake": fake_logits.mean()}
+
+
+class MixtureSampler(torch.nn.Module):
+    """Stands in for a perfect generator of a 2D mixture: `sample` draws from the data itself,
+    with the same (seed, index) contract as GANModule.sample."""
+
+    def __init__(self, centers: torch.Tensor, std: float):
+        super().__init__()
+        self.centers, self.std = centers, std
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def sample(self, n, labels=None, seed=None, use_ema=True, batch_size=256, start=0):
+        rows = []
+        for index in range(start, start + n):
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
+            mode = torch.randint(len(self.centers), (1,), generator=gen)
+            rows.append(self.centers[mode[0]] + self.std * torch.randn(2, generator=gen))
+        return torch.stack(rows)

@@ -1,3 +1,4 @@
 from ganlab.callbacks.sample_grid import SampleGrid
+from ganlab.callbacks.sample_quality import SampleQualityCallback
 
-__all__ = ["SampleGrid"]
+__all__ = ["SampleGrid", "SampleQualityCallback"]

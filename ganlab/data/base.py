@@ -117,6 +117,9 @@ class GANDataModule(pl.LightningDataModule):
     sample_shape: tuple[int, ...]
     num_classes: int | None = None
     splits: tuple[str, ...] = ("train",)
+    # The extractor that image-quality metrics use unless told otherwise (part of a score's
+    # protocol); None for data that are not images.
+    default_feature_extractor: str | None = "inception-v3-compat"
 
     def __init__(
         self,
@@ -141,6 +144,11 @@ class GANDataModule(pl.LightningDataModule):
 
     def _load(self, split: str) -> Dataset:
         raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two datamodules serve the same samples: the key of cached reference
+        statistics. Loader settings (batch size, workers, seed, where files live) are not in it."""
+        return {"dataset": self.name, "sample_shape": list(self.sample_shape)}
 
     def real_dataset(self, split: str = "train") -> Dataset:
         """The dict-yielding dataset of `split`, loaded once and cached."""

@@ -49,6 +49,8 @@ class DigitsDataModule(GANDataModule):
         check_choice("channels", channels, (1, 3))
         check_choice("digits split", split, self.splits)
         self.name = "digits"
+        # Inception weights need a download; a small classifier of the digits does not.
+        self.default_feature_extractor = "ganlab-digits"
         self.data_key = "image"
         self.resolution = resolution
         self.channels = channels

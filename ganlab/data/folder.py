@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, ImageOps
@@ -107,6 +108,9 @@ class ImageFolderDataModule(GANDataModule):
         self.center_crop = center_crop
         self.num_classes = check_num_classes(num_classes, true_classes, f"image_folder {root}")
         self.sample_shape = (channels, resolution, resolution)
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "path": self.path, "center_crop": self.center_crop}
 
     def _load(self, split: str) -> ImageFiles:
         # reading headers is cheap and finds broken files now, not hours into training

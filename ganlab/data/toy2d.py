@@ -74,8 +74,12 @@ class GaussianMixture2DDataModule(GANDataModule):
         self.centers = ring_centers(8, radius) if layout == "ring" else grid_centers()
         self.name = f"toy_{layout}"
         self.data_key = "point"
+        self.default_feature_extractor = None
         self.num_classes = check_num_classes(num_classes, len(self.centers), self.name)
         self.sample_shape = (2,)
+
+    def identity(self) -> dict:
+        return {**super().identity(), "std": self.std, "radius": self.radius, "seed": self.seed}
 
     def _load(self, split: str) -> TensorDictDataset:
         # a separate generator per split, so the data never depends on shuffling or on each other

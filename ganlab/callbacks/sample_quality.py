@@ -1,0 +1,68 @@
+"""Scores logged during training: `val/fid`, `val/is_mean`, ... (images), `val/modes`, ... (2D)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from ganlab.metrics.evaluator import Processes, SampleQuality
+from ganlab.metrics.fidelity import ExtractorUnavailable
+
+log = logging.getLogger("ganlab")
+
+
+class SampleQualityCallback(pl.Callback):
+    """Every `every_n_epochs` epochs and after the last one, evaluate the (EMA) generator, log
+    each score as `val/<key>` on every rank, and append scores with their protocol to
+    `dirpath/metrics.json`. A checkpoint callback can monitor `val/fid`."""
+
+    def __init__(self, every_n_epochs: int = 10, dirpath: str | None = None, **evaluator: Any):
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs={every_n_epochs} must be >= 1")
+        self.every_n_epochs = every_n_epochs
+        self.path = Path(dirpath) / "metrics.json" if dirpath else None
+        self.evaluator = SampleQuality(**evaluator)
+        self.unavailable: str | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.datamodule is not None:
+            self.evaluator.resolve_metrics(trainer.datamodule)  # a bad name fails before training
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        last = trainer.should_stop or epoch + 1 == trainer.max_epochs
+        if self.unavailable or ((epoch + 1) % self.every_n_epochs and not last):
+            return
+        context = {
+            "epoch": epoch,
+            "step": trainer.global_step,
+            "images_seen": getattr(pl_module, "images_seen", None),
+            "selection": "last",
+        }
+        try:
+            result = self.evaluator.evaluate(
+                pl_module,
+                trainer.datamodule,
+                Processes.of_trainer(trainer, pl_module.device),
+                context,
+            )
+        except ExtractorUnavailable as err:
+            self.unavailable = str(err)
+            if trainer.is_global_zero:
+                log.warning(
+                    "sample-quality metrics are off for this run; training goes on. %s", err
+                )
+            return
+        pl_module.log_dict({f"val/{k}": float(v) for k, v in result.scores.items()})
+        if trainer.is_global_zero and self.path is not None:
+            self._append(result.record())
+
+    def _append(self, record: dict[str, Any]) -> None:
+        history = json.loads(self.path.read_text()) if self.path.is_file() else []
+        history.append(record)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(history, indent=2) + "\n")

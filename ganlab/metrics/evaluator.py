@@ -1,0 +1,254 @@
+"""Sample-quality evaluation with its protocol, the same in one process and across many.
+
+Each process generates a contiguous share of the sample indices (latent i depends only on the
+seed and i), extracts features, and the features are gathered. Rank 0 computes the scores,
+reading the real data's features from the reference cache, and broadcasts them, so every rank
+logs the same number and the number does not depend on the world size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ganlab.errors import ConfigError
+from ganlab.metrics.extractors import cache_dir as default_cache_dir
+from ganlab.metrics.fidelity import IMAGE_METRICS, FeatureExtractor, scores_from_features
+from ganlab.metrics.modes import mode_coverage
+from ganlab.metrics.reference import ReferenceCache, protocol_key
+
+POINT_METRICS = ("modes",)
+# PacGAN's protocol for 2D mixtures; for images, a CPU-affordable default (set 50000 for papers).
+DEFAULT_NUM_SAMPLES = {"image": 5000, "point": 2500}
+
+
+@dataclass
+class Processes:
+    """How this process sees the others: nothing to do for one process."""
+
+    rank: int = 0
+    world_size: int = 1
+    all_gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda t: t.unsqueeze(0))
+    broadcast: Callable[[Any], Any] = field(default=lambda obj: obj)
+
+    @classmethod
+    def of_trainer(cls, trainer, device: torch.device) -> Processes:
+        if trainer.world_size == 1:
+            return cls()
+
+        def gather(tensor: torch.Tensor) -> torch.Tensor:
+            # NCCL gathers device tensors; gloo gathers CPU ones.
+            return trainer.strategy.all_gather(tensor.to(device)).cpu()
+
+        return cls(trainer.global_rank, trainer.world_size, gather, trainer.strategy.broadcast)
+
+    def share(self, count: int) -> tuple[int, int, int]:
+        """(start, stop, padded size) of this process's contiguous slice of `count` indices."""
+        per_rank = math.ceil(count / self.world_size)
+        start = min(count, self.rank * per_rank)
+        return start, min(count, start + per_rank), per_rank
+
+    def gather_rows(self, rows: torch.Tensor, count: int, per_rank: int) -> torch.Tensor:
+        """Every process's rows, in index order, padding removed."""
+        padded = torch.zeros(per_rank, *rows.shape[1:], dtype=rows.dtype)
+        padded[: len(rows)] = rows
+        return self.all_gather(padded).reshape(-1, *rows.shape[1:])[:count]
+
+
+@dataclass
+class Evaluation:
+    scores: dict[str, float]
+    protocol: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        return {"scores": self.scores, "protocol": self.protocol}
+
+
+class SampleQuality:
+    """Scores a generator against its data: FID/IS/KID/PR for images, mode coverage for 2D."""
+
+    def __init__(
+        self,
+        metrics: Sequence[str] | None = None,  # None: fid, is, kid, prc (images); modes (2D)
+        num_samples: int | None = None,  # generated samples; None: 5000 images, 2500 2D points
+        batch_size: int = 250,
+        feature_extractor: str | None = None,  # None: the datamodule's default
+        feature_extractor_weights_path: str | None = None,  # for machines without internet
+        reference_split: str = "train",
+        num_reference: int | None = None,  # real samples; None: the whole split
+        seed: int = 0,  # latents of sample i come from (seed, i)
+        use_ema: bool = True,
+        isc_splits: int = 10,
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+        prc_neighborhood: int = 3,
+        cache_dir: str | None = None,  # None: $GANLAB_CACHE_DIR or ~/.cache/ganlab
+    ):
+        for name, value in (("num_samples", num_samples), ("num_reference", num_reference)):
+            if value is not None and value < 2:
+                raise ConfigError(f"{name}={value} must be at least 2 (or null for the default)")
+        self.metrics = list(metrics) if metrics is not None else None
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.feature_extractor = feature_extractor
+        self.weights_path = feature_extractor_weights_path
+        self.reference_split = reference_split
+        self.num_reference = num_reference
+        self.seed = seed
+        self.use_ema = use_ema
+        self.isc_splits = isc_splits
+        self.kid_subsets = kid_subsets
+        self.kid_subset_size = kid_subset_size
+        self.prc_neighborhood = prc_neighborhood
+        self.cache = ReferenceCache(cache_dir or default_cache_dir())
+        self._extractors: dict[tuple[str, str], FeatureExtractor] = {}
+        self.last_reference_computed = False  # whether the last evaluation extracted real data
+
+    # ------------------------------------------------------------------ configuration
+    def kind(self, datamodule) -> str:
+        return "point" if getattr(datamodule, "data_key", "image") == "point" else "image"
+
+    def resolve_metrics(self, datamodule) -> list[str]:
+        kind = self.kind(datamodule)
+        accepted = POINT_METRICS if kind == "point" else IMAGE_METRICS
+        metrics = self.metrics if self.metrics is not None else list(accepted)
+        unknown = [m for m in metrics if m not in accepted]
+        if unknown or not metrics:
+            raise ConfigError(
+                f"metrics={metrics} has {unknown or 'no metric'}: for "
+                f"{getattr(datamodule, 'name', 'this data')} ({kind} data) the accepted metrics "
+                f"are {list(accepted)}"
+            )
+        return metrics
+
+    def extractor_name(self, datamodule) -> str:
+        return self.feature_extractor or datamodule.default_feature_extractor
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(
+        self,
+        model,
+        datamodule,
+        processes: Processes | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> Evaluation:
+        processes = processes or Processes()
+        metrics = self.resolve_metrics(datamodule)
+        kind = self.kind(datamodule)
+        count = self.num_samples or DEFAULT_NUM_SAMPLES[kind]
+        if kind == "point":
+            scores, details = self._evaluate_points(model, datamodule, processes, count)
+        else:
+            scores, details = self._evaluate_images(model, datamodule, processes, count, metrics)
+        protocol = {
+            "metrics": metrics,
+            "num_generated": count,
+            "latents": {"seed": self.seed, "indices": [0, count]},
+            "generator": "ema" if self._uses_ema(model) else "raw",
+            "batchnorm_at_sampling": "eval (running statistics)",
+            "truncation": None,
+            "labels": None,
+            "world_size": processes.world_size,
+            **details,
+            **(context or {}),
+        }
+        return Evaluation(scores, protocol)
+
+    def _uses_ema(self, model) -> bool:
+        return self.use_ema and getattr(model, "generator_ema", None) is not None
+
+    def _generated_batches(self, model, start: int, stop: int) -> Iterator[torch.Tensor]:
+        for lo in range(start, stop, self.batch_size):
+            n = min(self.batch_size, stop - lo)
+            yield model.sample(n, seed=self.seed, start=lo, use_ema=self.use_ema).cpu()
+
+    def _evaluate_points(self, model, datamodule, processes, count):
+        start, stop, per_rank = processes.share(count)
+        mine = torch.cat(list(self._generated_batches(model, start, stop)) or [torch.zeros(0, 2)])
+        points = processes.gather_rows(mine.double(), count, per_rank)
+        scores = (
+            mode_coverage(points, datamodule.centers, datamodule.std)
+            if processes.rank == 0
+            else None
+        )
+        details = {
+            "reference": {**datamodule.identity(), "modes": len(datamodule.centers)},
+            "high_quality": "within 3 std of the nearest mode (PacGAN)",
+        }
+        return processes.broadcast(scores), details
+
+    def _extractor(self, name: str, device: torch.device) -> FeatureExtractor:
+        key = (name, str(device))
+        if key not in self._extractors:
+            metrics = list(IMAGE_METRICS)  # one instance serves every metric
+            self._extractors[key] = FeatureExtractor(name, metrics, self.weights_path, device)
+        return self._extractors[key]
+
+    def _evaluate_images(self, model, datamodule, processes, count, metrics):
+        extractor = self._extractor(self.extractor_name(datamodule), model.device)
+        start, stop, per_rank = processes.share(count)
+        mine = extractor.extract(self._generated_batches(model, start, stop))
+        generated = {
+            layer: processes.gather_rows(mine.get(layer, torch.zeros(0, 1)), count, per_rank)
+            for layer in sorted(set(extractor.layers.values()))
+        }
+        reference_protocol = self._reference_protocol(datamodule, extractor)
+        outcome = None
+        if processes.rank == 0:
+            reference, self.last_reference_computed = self.cache.get_or_compute(
+                reference_protocol, lambda: self._reference_features(datamodule, extractor)
+            )
+            kid_size = min(self.kid_subset_size, count, len(next(iter(reference.values()))))
+            scores = scores_from_features(
+                metrics,
+                extractor.layers,
+                generated,
+                reference,
+                self.isc_splits,
+                self.kid_subsets,
+                kid_size,
+                self.prc_neighborhood,
+            )
+            outcome = (scores, len(next(iter(reference.values()))), kid_size)
+        scores, num_reference, kid_size = processes.broadcast(outcome)
+        details = {
+            "feature_extractor": extractor.name,
+            "feature_extractor_weights": extractor.weights_id,
+            "feature_layers": extractor.layers,
+            "resize": getattr(extractor.module, "resize_protocol", None)
+            or f"inside the extractor, to {getattr(extractor.module, 'INPUT_IMAGE_SIZE', '?')} px",
+            "input": "uint8 RGB, quantized as a PNG save; gray repeated to 3 channels",
+            "reference": {
+                **reference_protocol["data"],
+                "split": self.reference_split,
+                "count": num_reference,
+                "statistics_key": protocol_key(reference_protocol),
+            },
+            "isc_splits": self.isc_splits,
+            "kid": {"subsets": self.kid_subsets, "subset_size": kid_size},
+            "prc_neighborhood": self.prc_neighborhood,
+        }
+        return scores, details
+
+    def _reference_protocol(self, datamodule, extractor: FeatureExtractor) -> dict[str, Any]:
+        return {
+            "data": datamodule.identity(),
+            "split": self.reference_split,
+            "num_reference": self.num_reference,
+            "feature_extractor": extractor.name,
+            "feature_extractor_weights": extractor.weights_id,
+            "layers": sorted(set(extractor.layers.values())),
+        }
+
+    def _reference_features(self, datamodule, extractor: FeatureExtractor):
+        dataset = datamodule.real_dataset(self.reference_split)
+        limit = (
+            len(dataset) if self.num_reference is None else min(self.num_reference, len(dataset))
+        )
+        loader = DataLoader(torch.utils.data.Subset(dataset, range(limit)), self.batch_size)
+        return extractor.extract(batch[datamodule.data_key] for batch in loader)
