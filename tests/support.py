@@ -84,3 +84,45 @@ class MixtureSampler(torch.nn.Module):
             mode = torch.randint(len(self.centers), (1,), generator=gen)
             rows.append(self.centers[mode[0]] + self.std * torch.randn(2, generator=gen))
         return torch.stack(rows)
+
+
+def read_wandb_run(path) -> dict:
+    """The records of an offline W&B run file (`run-<id>.wandb`), read back as the W&B server
+    would: LevelDB-log blocks of 32 KiB, each record a `wandb_internal_pb2.Record` protobuf.
+    Returns {"config": {...}, "history": [{...}, ...], "summary": {...}} of decoded JSON."""
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = open(path, "rb").read()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    run = {"config": {}, "history": [], "summary": {}}
+    pos, block, pending = 7, 32768, b""  # 7: the file header
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _checksum, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (2, 3):  # first or middle piece of a record split across blocks
+            pending += chunk
+            continue
+        record = wandb_internal_pb2.Record.FromString(pending + chunk)
+        pending = b""
+        kind_name = record.WhichOneof("record_type")
+        if kind_name == "config":
+            run["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
+        elif kind_name == "history":
+            items = record.history.item
+            run["history"].append(
+                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
+            )
+        elif kind_name == "summary":
+            run["summary"].update(
+                {
+                    i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                    for i in record.summary.update
+                }
+            )
+    return run

@@ -21,6 +21,7 @@ from ganlab.data import DigitsDataModule
 from ganlab.metrics import extractors
 from ganlab.metrics.extractors import (
     DIGITS,
+    DIGITS_VERSION,
     TINY,
     DigitsExtractor,
     DigitsNet,
@@ -30,7 +31,7 @@ from ganlab.metrics.extractors import (
     weights_sha256,
 )
 
-CACHE_NAME = "extractors/ganlab-digits-v1.pt"
+CACHE_NAME = f"extractors/ganlab-digits-v{DIGITS_VERSION}.pt"
 
 
 def create(name: str, features=("features", "logits"), **kwargs):
@@ -151,7 +152,7 @@ def test_digits_trains_once_then_loads(trained, monkeypatch) -> None:
     assert trained.extractor.trained and trained.global_rng_untouched
     path = trained.cache / CACHE_NAME
     payload = torch.load(path, weights_only=True)
-    assert payload["version"] == 1 and payload["train_split"] == "test"
+    assert payload["version"] == DIGITS_VERSION and payload["train_split"] == "test"
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
     before = (path.read_bytes(), path.stat().st_mtime_ns)
 

@@ -48,6 +48,14 @@ def test_compositions_train_and_write_the_run_directory(make_config, tmp_path, o
     grids = sorted((run_dir / "samples").glob("epoch_*.png"))
     is_image = "toy_mlp" not in overrides[0]
     assert [p.name for p in grids] == (["epoch_0000.png"] if is_image else [])
+    # The last epoch is evaluated: FID & co. for images, mode coverage for 2D points.
+    scores = (
+        ["val/fid", "val/is_mean", "val/kid_mean", "val/precision"]
+        if is_image
+        else ["val/modes", "val/hq_frac", "val/rev_kl"]
+    )
+    for key in scores:
+        assert len(logged(rows, key)) == 1, f"{key} was not logged once"
 
 
 def test_default_run_is_dcgan_on_digits_at_32px(make_config):

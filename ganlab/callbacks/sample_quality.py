@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.loggers import WandbLogger
 
 from ganlab.metrics.evaluator import Processes, SampleQuality
 from ganlab.metrics.fidelity import ExtractorUnavailable
@@ -58,8 +59,12 @@ class SampleQualityCallback(pl.Callback):
                 )
             return
         pl_module.log_dict({f"val/{k}": float(v) for k, v in result.scores.items()})
-        if trainer.is_global_zero and self.path is not None:
-            self._append(result.record())
+        if trainer.is_global_zero:
+            if self.path is not None:
+                self._append(result.record())
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):  # the protocol beside the scores it explains
+                    logger.experiment.summary["val/protocol"] = result.protocol
 
     def _append(self, record: dict[str, Any]) -> None:
         history = json.loads(self.path.read_text()) if self.path.is_file() else []

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from ganlab.errors import ConfigError
 from ganlab.metrics.extractors import cache_dir as default_cache_dir
@@ -163,7 +164,9 @@ class SampleQuality:
         return self.use_ema and getattr(model, "generator_ema", None) is not None
 
     def _generated_batches(self, model, start: int, stop: int) -> Iterator[torch.Tensor]:
-        for lo in range(start, stop, self.batch_size):
+        # A bar with an ETA at a terminal (tqdm's disable=None), nothing in logs and CI.
+        starts = range(start, stop, self.batch_size)
+        for lo in tqdm(starts, desc="generating and extracting", leave=False, disable=None):
             n = min(self.batch_size, stop - lo)
             yield model.sample(n, seed=self.seed, start=lo, use_ema=self.use_ema).cpu()
 
@@ -182,7 +185,7 @@ class SampleQuality:
         }
         return processes.broadcast(scores), details
 
-    def _extractor(self, name: str, device: torch.device) -> FeatureExtractor:
+    def extractor(self, name: str, device: torch.device) -> FeatureExtractor:
         key = (name, str(device))
         if key not in self._extractors:
             metrics = list(IMAGE_METRICS)  # one instance serves every metric
@@ -190,7 +193,7 @@ class SampleQuality:
         return self._extractors[key]
 
     def _evaluate_images(self, model, datamodule, processes, count, metrics):
-        extractor = self._extractor(self.extractor_name(datamodule), model.device)
+        extractor = self.extractor(self.extractor_name(datamodule), model.device)
         start, stop, per_rank = processes.share(count)
         mine = extractor.extract(self._generated_batches(model, start, stop))
         generated = {
@@ -220,8 +223,7 @@ class SampleQuality:
             "feature_extractor": extractor.name,
             "feature_extractor_weights": extractor.weights_id,
             "feature_layers": extractor.layers,
-            "resize": getattr(extractor.module, "resize_protocol", None)
-            or f"inside the extractor, to {getattr(extractor.module, 'INPUT_IMAGE_SIZE', '?')} px",
+            "resize": extractor.resize_protocol,
             "input": "uint8 RGB, quantized as a PNG save; gray repeated to 3 channels",
             "reference": {
                 **reference_protocol["data"],
@@ -251,4 +253,5 @@ class SampleQuality:
             len(dataset) if self.num_reference is None else min(self.num_reference, len(dataset))
         )
         loader = DataLoader(torch.utils.data.Subset(dataset, range(limit)), self.batch_size)
-        return extractor.extract(batch[datamodule.data_key] for batch in loader)
+        batches = tqdm(loader, desc="reference features", leave=False, disable=None)
+        return extractor.extract(batch[datamodule.data_key] for batch in batches)

@@ -39,7 +39,7 @@ METRIC_LAYERS = {"isc": "logits", "fid": "features", "kid": "features", "prc": "
 # integer weights on integer pixels are exact, so gray repeated to RGB maps back to itself.
 LUMA_PER_MILLE = (299, 587, 114)
 
-DIGITS_VERSION = 1
+DIGITS_VERSION = 2  # 2: features scaled to unit RMS
 DIGITS_TRAIN_SPLIT = "test"  # the GAN trains on "train": the extractor never sees its images
 DIGITS_EVAL_SPLIT = "train"
 DIGITS_SEED = 0
@@ -79,6 +79,7 @@ def seeded_net(net_cls: type[nn.Module], seed: int) -> nn.Module:
                 bound = math.sqrt(6 / layer.weight[0].numel())
                 layer.weight.uniform_(-bound, bound, generator=generator)
                 layer.bias.zero_()
+        net.feature_scale.fill_(1.0)  # to_empty left it uninitialized
     return net
 
 
@@ -104,6 +105,9 @@ class DigitsNet(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Linear(128, 10)
+        # Brings the features to unit RMS on the training images, so that KID's polynomial
+        # kernel sees inputs of the scale it was designed for (Inception's pool features).
+        self.register_buffer("feature_scale", torch.ones(()))
 
 
 class TinyNet(nn.Module):
@@ -123,6 +127,7 @@ class TinyNet(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Linear(32, 10)
+        self.register_buffer("feature_scale", torch.ones(()))
 
 
 def check_images(x: Any) -> None:
@@ -163,6 +168,8 @@ class GanlabExtractor(FeatureExtractorBase):
         self.requires_grad_(False)
         self.eval()
         self.weights_id = weights_sha256(net)
+        res = net.resolution
+        self.resize_protocol = f"bilinear with antialiasing to {res}x{res}, RGB to gray (ITU-R 601)"
 
     @staticmethod
     def get_provided_features_list() -> tuple[str, ...]:
@@ -187,7 +194,7 @@ class GanlabExtractor(FeatureExtractorBase):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.net.body(preprocess(x, self.net.resolution))
-        out = {"features": features}
+        out = {"features": features * self.net.feature_scale}
         if "logits" in self.features_list:
             out["logits"] = self.net.head(features)
         return tuple(out[name].float() for name in self.features_list)
@@ -346,6 +353,9 @@ def train_digits_net() -> tuple[dict[str, torch.Tensor], float]:
                 optimizer.step()
                 schedule.step()
         net.eval()
+        with torch.no_grad():
+            rms = net.body(x).pow(2).mean().sqrt()
+            net.feature_scale.fill_(1.0 / float(rms))
         heldout = accuracy(net, *digits_uint8(DIGITS_EVAL_SPLIT))
     log.info(
         "trained the %s extractor in %.1f s: accuracy %.4f on the digits %r split",

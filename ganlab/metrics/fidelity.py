@@ -69,6 +69,12 @@ class FeatureExtractor:
         self.module = module.to(device)
         self.device = torch.device(device)
         self.weights_id = getattr(module, "weights_id", None) or weights_sha256(module)
+        size = getattr(module, "INPUT_IMAGE_SIZE", None)  # torch-fidelity's Inception: 299
+        self.resize_protocol = getattr(module, "resize_protocol", None) or (
+            f"bilinear (TensorFlow 1 compatible) to {size}x{size}"
+            if size
+            else "the extractor's own"
+        )
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -270,6 +270,8 @@ class GANModule(pl.LightningModule):
         checkpoint["ganlab"] = {
             "config": self.run_config,
             "rng_states": collect_rng_states(),
+            # Lets a resumed run continue the same logger runs (e.g. the same W&B run id).
+            "logger_versions": {type(lg).__name__: lg.version for lg in self.loggers},
             "progress": {
                 "images_seen": self.images_seen,
                 "d_steps": self.d_steps,
