@@ -29,8 +29,12 @@ def test_there_are_the_two_notebooks():
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     shutil.copy(path, tmp_path / path.name)
     notebook = nbformat.read(tmp_path / path.name, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     text = outputs_text(notebook)
     if path.stem == "quickstart":
