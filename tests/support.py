@@ -9,6 +9,19 @@ from ganlab.losses import BCELoss
 from ganlab.models import GANModule
 
 
+class UInt8Images(torch.utils.data.Dataset):
+    """What torch-fidelity accepts as an input: a Dataset of uint8 CHW tensors."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
 class TinyGenerator(nn.Module):
     """A user's own generator: one linear layer to an image."""
 

@@ -12,7 +12,6 @@ from typing import NamedTuple
 import pytest
 import torch
 import torch_fidelity
-from torch.utils.data import Dataset
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
@@ -30,6 +29,7 @@ from ganlab.metrics.extractors import (
     cache_dir,
     weights_sha256,
 )
+from tests.support import UInt8Images
 
 CACHE_NAME = f"extractors/ganlab-digits-v{DIGITS_VERSION}.pt"
 
@@ -259,19 +259,6 @@ def test_bad_explicit_weights_path_is_named(content, tmp_path, monkeypatch, no_t
 
 
 # ---------------------------------------------------------------- torch-fidelity integration
-
-
-class UInt8Images(Dataset):
-    """What torch-fidelity accepts as an input: a Dataset of uint8 CHW tensors."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index]
 
 
 def fidelity(name: str, input1: torch.Tensor, input2: torch.Tensor) -> dict[str, float]:

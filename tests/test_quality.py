@@ -7,7 +7,6 @@ import logging
 import pytest
 import torch
 import torch_fidelity
-from torch.utils.data import Dataset
 
 from ganlab.checkpoint import load_model
 from ganlab.data import DigitsDataModule, GaussianMixture2DDataModule
@@ -17,20 +16,9 @@ from ganlab.metrics.evaluator import SampleQuality
 from ganlab.metrics.fidelity import FeatureExtractor, scores_from_features, to_uint8
 from ganlab.train import train
 from tests.conftest import FAST, SMALL_DCGAN, compose_config, run_command
-from tests.support import MixtureSampler
+from tests.support import MixtureSampler, UInt8Images
 
 IMAGE_KEYS = {"fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall"}
-
-
-class Uint8Images(Dataset):
-    def __init__(self, images: torch.Tensor):
-        self.images = images
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i]
 
 
 def test_scores_are_torch_fidelitys_own(tmp_path):
@@ -49,8 +37,8 @@ def test_scores_are_torch_fidelitys_own(tmp_path):
         kid_subset_size=100,
     )
     theirs = torch_fidelity.calculate_metrics(
-        input1=Uint8Images(to_uint8(fake)),
-        input2=Uint8Images(to_uint8(real)),
+        input1=UInt8Images(to_uint8(fake)),
+        input2=UInt8Images(to_uint8(real)),
         feature_extractor="ganlab-tiny",
         fid=True,
         isc=True,
@@ -61,6 +49,7 @@ def test_scores_are_torch_fidelitys_own(tmp_path):
         kid_subsets=10,
         kid_subset_size=100,
         batch_size=64,
+        save_cpu_ram=True,  # no DataLoader worker processes
     )
     assert set(ours) == IMAGE_KEYS
     assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)

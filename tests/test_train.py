@@ -97,6 +97,27 @@ def test_ttur_is_a_config_change(make_config):
     assert d_opt.param_groups[0]["lr"] == 4e-4 and d_opt.param_groups[0]["betas"] == (0.0, 0.9)
 
 
+@pytest.mark.parametrize("players", [["g"], ["g", "d"]])
+def test_schedulers_step_once_per_epoch(make_config, players):
+    schedulers = []
+    for player in players:
+        key = f"+model.{player}_scheduler"
+        schedulers += [
+            f"{key}._target_=torch.optim.lr_scheduler.StepLR",
+            f"{key}._partial_=true",
+            f"{key}.step_size=1",
+            f"{key}.gamma=0.5",
+        ]
+    cfg = make_config(*SMALL_DCGAN, *schedulers, "trainer.max_epochs=2")
+    model = instantiate(cfg.model)
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=instantiate(cfg.data))
+    g_opt, d_opt = trainer.optimizers
+    assert g_opt.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.25)
+    expected_d = 2e-4 * 0.25 if "d" in players else 2e-4
+    assert d_opt.param_groups[0]["lr"] == pytest.approx(expected_d)
+
+
 def test_n_critic_counts_steps_per_player(make_config):
     cfg = make_config(*SMALL_DCGAN, "model.n_critic=3", "trainer.limit_train_batches=7")
     model = instantiate(cfg.model)

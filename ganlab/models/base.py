@@ -167,7 +167,10 @@ class GANModule(pl.LightningModule):
             ema_buffer.copy_(buffer)
 
     def on_train_epoch_end(self) -> None:
-        for scheduler in self.lr_schedulers() or []:
+        schedulers = self.lr_schedulers()  # None, one scheduler, or a list of them
+        if schedulers is None:
+            return
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
 
     def configure_optimizers(self):
