@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganlab.losses import BCELoss
+from ganlab.losses import R1, BCELoss
 from ganlab.models import GANModule
 
 
@@ -139,3 +139,15 @@ def read_wandb_run(path) -> dict:
                 }
             )
     return run
+
+
+class CountingR1(R1):
+    """R1 that records the discriminator steps at which it was applied."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.applied_at: list[int] = []
+
+    def __call__(self, module, real, fake, cond):
+        self.applied_at.append(module.d_steps)
+        return super().__call__(module, real, fake, cond)

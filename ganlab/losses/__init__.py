@@ -13,8 +13,22 @@ from ganlab.losses.adversarial import (
     wasserstein_d_loss,
     wasserstein_g_loss,
 )
+from ganlab.losses.augment import DiffAugment
+from ganlab.losses.regularizers import (
+    R1,
+    GradientPenalty,
+    Regularizer,
+    gradient_penalty,
+    r1_penalty,
+)
 
 __all__ = [
+    "DiffAugment",
+    "GradientPenalty",
+    "R1",
+    "Regularizer",
+    "gradient_penalty",
+    "r1_penalty",
     "AdversarialLoss",
     "BCELoss",
     "HingeLoss",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError, NonFiniteLossError
 from ganlab.losses import AdversarialLoss
+from ganlab.losses.regularizers import Regularizer
 from ganlab.utils.rng import collect_rng_states, restore_rng_states
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -26,8 +27,12 @@ class GANModule(pl.LightningModule):
     gradients for the discriminator's weights. When a generator step follows, the fakes of the
     discriminator step are generated with a graph and reused, as in the textbook loop.
 
-    Variants override `d_loss`/`g_loss` (a different objective or a regularizer), `condition`
-    (what the networks are conditioned on), or `training_step` when the dynamics differ.
+    Regularizers of the discriminator (gradient penalty, R1) and a differentiable augmentation
+    of every discriminator input (DiffAugment) are options of any family.
+
+    Variants override `d_loss`/`g_loss` (a different objective), `condition` (what the networks
+    are conditioned on), `after_d_step` (e.g. weight clipping), or `training_step` when the
+    dynamics differ.
     """
 
     conditional = False  # whether `sample` takes labels
@@ -46,6 +51,8 @@ class GANModule(pl.LightningModule):
         data_key: str = "image",  # which batch entry holds the real samples
         g_scheduler: SchedulerFactory | None = None,  # optional, stepped once per epoch
         d_scheduler: SchedulerFactory | None = None,
+        d_regularizers: Mapping[str, Regularizer] | Sequence[Regularizer] | None = None,
+        augment: nn.Module | None = None,  # applied to every D input, real and fake
     ):
         super().__init__()
         if n_critic < 1:
@@ -65,6 +72,10 @@ class GANModule(pl.LightningModule):
         self.ema_decay = ema_decay
         self.ema_warmup = ema_warmup
         self.data_key = data_key
+        if isinstance(d_regularizers, Mapping):  # configs name them: {gp: ..., r1: ...}
+            d_regularizers = list(d_regularizers.values())
+        self.d_regularizers = [r for r in d_regularizers or [] if r is not None]
+        self.augment = augment
         # A frozen copy: saved in checkpoints, moved with the module, never optimized.
         self.generator_ema = self._frozen_copy(generator) if ema_decay is not None else None
         # Progress in plain ints (no device sync to read them), checkpointed by on_save_checkpoint.
@@ -91,7 +102,7 @@ class GANModule(pl.LightningModule):
         return (network or self.generator)(z)
 
     def discriminate(self, x: torch.Tensor, cond: Any = None) -> torch.Tensor:
-        return self.discriminator(x)
+        return self.discriminator(self.augment(x) if self.augment is not None else x)
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, cond: Any = None):
         """Discriminator loss and the logged statistics of this step."""
@@ -121,9 +132,11 @@ class GANModule(pl.LightningModule):
         with self.toggled_optimizer(d_opt):
             d_loss, stats = self.d_loss(real, fake.detach(), cond)
             self._check_finite(d_loss, "train/d_loss")
+            penalty = self.d_regularization(real, fake.detach(), cond, stats)
             d_opt.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
+            self.manual_backward(d_loss + penalty)
             d_opt.step()
+            self.after_d_step()
         self.d_steps += 1
         stats["train/d_loss"] = d_loss
 
@@ -140,6 +153,21 @@ class GANModule(pl.LightningModule):
 
         self.images_seen += real.shape[0] * self.trainer.world_size
         self.log_dict({k: v.detach() for k, v in stats.items()}, prog_bar=False)
+
+    def d_regularization(self, real, fake, cond, stats: dict[str, torch.Tensor]):
+        """The regularizers due at this D step. Lazy ones (`interval` > 1, as StyleGAN2's R1)
+        run every `interval` steps with their weight multiplied by `interval`."""
+        total = torch.zeros((), device=real.device)
+        for regularizer in self.d_regularizers:
+            if self.d_steps % regularizer.interval == 0:
+                term = regularizer(self, real, fake, cond)
+                self._check_finite(term, f"train/{regularizer.name}")
+                stats[f"train/{regularizer.name}"] = term
+                total = total + regularizer.interval * term
+        return total
+
+    def after_d_step(self) -> None:
+        """Called after each discriminator update, with D still the trainable player."""
 
     def _check_finite(self, loss: torch.Tensor, name: str) -> None:
         if not torch.isfinite(loss):

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ganlab.networks.layers import spectral_norm_
+
 SUPPORTED_RESOLUTIONS = (32, 64)
 
 
@@ -74,6 +76,7 @@ class DCGANDiscriminator(nn.Module):
         resolution: int = 32,  # input side, 32 or 64 (from the data config)
         base_width: int = 64,  # channels of the first layer; doubles at each downsampling
         batch_norm: bool = True,  # the paper's BatchNorm; turn off for gradient penalties
+        spectral_norm: bool = False,  # the spectral-norm switch for D
     ):
         super().__init__()
         downs = _num_upsamplings(resolution)
@@ -88,6 +91,8 @@ class DCGANDiscriminator(nn.Module):
         layers.append(nn.Conv2d(width, 1, 4, 1, 0))
         self.net = nn.Sequential(*layers)
         dcgan_init_(self)
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ganlab.networks.layers import spectral_norm_
+
 _ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "none": nn.Identity}
 
 
@@ -53,6 +55,7 @@ class MLPDiscriminator(nn.Module):
         hidden: Sequence[int] = (1024, 512, 256),  # widths of the hidden layers
         dropout: float = 0.3,  # dropout after each hidden layer; 0 turns it off
         negative_slope: float = 0.2,  # LeakyReLU slope
+        spectral_norm: bool = False,  # the spectral-norm switch for D
     ):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
@@ -65,6 +68,8 @@ class MLPDiscriminator(nn.Module):
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)

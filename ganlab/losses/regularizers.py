@@ -1,0 +1,76 @@
+"""Discriminator regularizers: small functions, and config-friendly objects that apply them.
+
+A regularizer object has a `name` (logged as `train/<name>`), an `interval` (D steps between
+applications; >1 is lazy regularization, its weight then multiplied by `interval` by the
+module) and `__call__(module, real, fake, cond) -> weighted penalty`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+Discriminate = Callable[[torch.Tensor, Any], torch.Tensor]
+
+
+def _input_gradient(discriminate: Discriminate, x: torch.Tensor, cond: Any) -> torch.Tensor:
+    """dD(x)/dx, kept in the graph (double backward) so that the penalty trains D."""
+    x = x.detach().requires_grad_(True)
+    logits = discriminate(x, cond).float()
+    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    return grad.float().flatten(1)
+
+
+def gradient_penalty(
+    discriminate: Discriminate, real: torch.Tensor, fake: torch.Tensor, cond: Any = None
+) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al., 2017): E[(||grad D(x_hat)|| - 1)^2] at x_hat uniformly on the
+    lines between real and fake samples."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    alpha = torch.rand(shape, device=real.device, dtype=real.dtype)
+    interpolates = alpha * real.detach() + (1 - alpha) * fake.detach()
+    grad = _input_gradient(discriminate, interpolates, cond)
+    return (grad.norm(2, dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(discriminate: Discriminate, real: torch.Tensor, cond: Any = None) -> torch.Tensor:
+    """R1 (Mescheder et al., 2018): E[||grad D(x)||^2] on real samples."""
+    return _input_gradient(discriminate, real, cond).pow(2).sum(dim=1).mean()
+
+
+class Regularizer:
+    name = "regularizer"
+
+    def __init__(self, interval: int = 1):
+        if interval < 1:
+            raise ValueError(f"{self.name} interval={interval} must be an integer >= 1")
+        self.interval = interval
+
+    def __call__(self, module, real, fake, cond) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class GradientPenalty(Regularizer):
+    name = "gp"
+
+    def __init__(self, weight: float = 10.0, interval: int = 1):
+        super().__init__(interval)
+        self.weight = weight
+
+    def __call__(self, module, real, fake, cond):
+        return self.weight * gradient_penalty(module.discriminate, real, fake, cond)
+
+
+class R1(Regularizer):
+    """gamma / 2 * R1; StyleGAN2 applies it lazily, every 16 D steps."""
+
+    name = "r1"
+
+    def __init__(self, gamma: float = 10.0, interval: int = 16):
+        super().__init__(interval)
+        self.gamma = gamma
+
+    def __call__(self, module, real, fake, cond):
+        return 0.5 * self.gamma * r1_penalty(module.discriminate, real, cond)
