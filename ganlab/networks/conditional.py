@@ -50,7 +50,7 @@ class ConditionalDCGANGenerator(nn.Module):
     The embedding's rows start N(0, 1), the scale of z, so `embed_dim` sets how much of G's
     input is label. Too much lets G ignore z: on the digits after 40 epochs, 50 dims next to a
     100-d z made the samples of a class near copies (0.19 of the real within-class spread, as
-    benchmarks/conditional_digits.py measures it), 10 dims kept 0.68 at the same accuracy.
+    benchmarks/conditional_digits.py measures it), 10 dims kept 0.68 (accuracy 1.000 vs 0.993).
     """
 
     def __init__(
