@@ -1,6 +1,7 @@
 """The logger options write real files: TensorBoard event files and an offline W&B run."""
 
 import logging
+import time
 
 import pytest
 
@@ -39,7 +40,16 @@ def test_wandb_without_an_account_logs_offline_and_says_so(
         train(make_config(*SMALL_DCGAN, "logger=wandb", "trainer.max_epochs=2"))
     assert "W&B logs offline: no W&B account" in caplog.text and "wandb sync" in caplog.text
     (run_file,) = offline_runs(tmp_path / "run")
+    # W&B's service process writes the run file on its own schedule: wait until it is complete.
+    deadline = time.monotonic() + 60
     run = read_wandb_run(run_file)
+    while (
+        not {"model.generator.base_width"} <= set(run["config"])
+        or "val/protocol" not in run["summary"]
+    ):
+        assert time.monotonic() < deadline, "the offline run file was never completed"
+        time.sleep(0.5)
+        run = read_wandb_run(run_file)
     # The resolved config, flattened into filterable keys
     assert run["config"]["model.generator.base_width"] == 8
     assert run["config"]["data._target_"] == "ganlab.data.DigitsDataModule"
