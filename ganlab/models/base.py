@@ -241,11 +241,7 @@ class GANModule(pl.LightningModule):
     ) -> torch.Tensor:
         """`n` samples on the module's device, from the EMA generator when there is one, with
         BatchNorm in eval mode. `seed` fixes the latents (see `latents`); None draws fresh ones."""
-        if labels is not None:
-            raise ConfigError(
-                f"{len(labels)} labels were given, but {type(self).__name__} is unconditional; "
-                "labels need a conditional model (e.g. model=cgan), or leave labels=null"
-            )
+        conditions = self.sample_conditions(n, labels, start)
         network = self.sampling_generator(use_ema)
         was_training = network.training
         network.eval()
@@ -254,10 +250,20 @@ class GANModule(pl.LightningModule):
             for lo in range(0, n, batch_size):
                 m = min(batch_size, n - lo)
                 z = self.latents(m, seed, start + lo) if seed is not None else self.noise(m)
-                chunks.append(self.generate(z.to(self.device), None, network).float())
+                cond = None if conditions is None else conditions[lo : lo + m].to(self.device)
+                chunks.append(self.generate(z.to(self.device), cond, network).float())
             return torch.cat(chunks) if chunks else torch.empty(0)
         finally:
             network.train(was_training)
+
+    def sample_conditions(self, n: int, labels, start: int = 0) -> torch.Tensor | None:
+        """What `sample` conditions its `n` samples on; unconditional models take no labels."""
+        if labels is not None:
+            raise ConfigError(
+                f"{len(labels)} labels were given, but {type(self).__name__} is unconditional; "
+                "labels need a conditional model (e.g. model=cgan), or leave labels=null"
+            )
+        return None
 
     # ------------------------------------------------------------------ shape checks
     def on_fit_start(self) -> None:

@@ -119,30 +119,6 @@ class ConditionalGAN(GANModule):
             )
         return tensor
 
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        labels: Sequence[int] | torch.Tensor | None = None,
-        seed: int | None = None,
-        use_ema: bool = True,
-        batch_size: int = 256,
-        start: int = 0,
-    ) -> torch.Tensor:
-        """`n` samples of the given labels (one per sample), or of labels `sample_labels(n,
-        start)`; otherwise as `GANModule.sample` (EMA generator, BatchNorm in eval mode, latent
-        i from (seed, start + i))."""
-        labels = self.sample_labels(n, start) if labels is None else self.check_labels(labels, n)
-        network = self.sampling_generator(use_ema)
-        was_training = network.training
-        network.eval()
-        try:
-            chunks = []
-            for lo in range(0, n, batch_size):
-                m = min(batch_size, n - lo)
-                z = self.latents(m, seed, start + lo) if seed is not None else self.noise(m)
-                cond = labels[lo : lo + m].to(self.device)
-                chunks.append(self.generate(z.to(self.device), cond, network).float())
-            return torch.cat(chunks) if chunks else torch.empty(0)
-        finally:
-            network.train(was_training)
+    def sample_conditions(self, n: int, labels, start: int = 0) -> torch.Tensor:
+        """The given labels (one per sample), or labels `sample_labels(n, start)`."""
+        return self.sample_labels(n, start) if labels is None else self.check_labels(labels, n)
