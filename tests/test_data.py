@@ -261,3 +261,15 @@ def test_yaml_defaults() -> None:
     for name in ("mnist", "fashion_mnist", "cifar10", "celeba"):
         assert OmegaConf.to_yaml(cfgs[name]).count("${paths.data_dir}") == 1
         assert cfgs[name].download is False
+
+
+def test_batched_fetch_equals_row_by_row_collation() -> None:
+    dm = GaussianMixture2DDataModule(num_samples=100, batch_size=16, seed=2)
+    dataset = dm.real_dataset("train")
+    indices = [5, 0, 99, 42]
+    batched = dataset.__getitems__(indices)
+    rows = torch.utils.data.default_collate([dataset[i] for i in indices])
+    assert batched.keys() == rows.keys()
+    assert all(torch.equal(batched[key], rows[key]) for key in rows)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["point"].shape == (16, 2) and batch["label"].shape == (16,)

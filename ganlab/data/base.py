@@ -10,7 +10,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import transforms
 
 from ganlab.errors import ConfigError
@@ -58,6 +58,16 @@ class TensorDictDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {key: t[index] for key, t in self.tensors.items()}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """A whole batch in one indexing per tensor (the DataLoader's batched fetch): rows one
+        by one cost more than a small model's training step."""
+        return {key: t[indices] for key, t in self.tensors.items()}
+
+
+def collate_batch(batch: dict[str, torch.Tensor] | list[Any]) -> Any:
+    """A batch that `__getitems__` already stacked passes through; a list of samples collates."""
+    return batch if isinstance(batch, dict) else default_collate(batch)
 
 
 class ConvertMode:
@@ -175,6 +185,7 @@ class GANDataModule(pl.LightningDataModule):
             generator=self._shuffle_generator,
             num_workers=self.num_workers,
             drop_last=self.drop_last,
+            collate_fn=collate_batch,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ganlab.data.base import collate_batch
 from ganlab.errors import ConfigError
 from ganlab.metrics.extractors import cache_dir as default_cache_dir
 from ganlab.metrics.fidelity import IMAGE_METRICS, FeatureExtractor, scores_from_features
@@ -252,6 +253,7 @@ class SampleQuality:
         limit = (
             len(dataset) if self.num_reference is None else min(self.num_reference, len(dataset))
         )
-        loader = DataLoader(torch.utils.data.Subset(dataset, range(limit)), self.batch_size)
+        subset = torch.utils.data.Subset(dataset, range(limit))
+        loader = DataLoader(subset, self.batch_size, collate_fn=collate_batch)
         batches = tqdm(loader, desc="reference features", leave=False, disable=None)
         return extractor.extract(batch[datamodule.data_key] for batch in batches)
