@@ -10,6 +10,7 @@ from ganlab.networks.conditional import (
 from ganlab.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganlab.networks.layers import ConditionalBatchNorm2d, spectral_norm_
 from ganlab.networks.mlp import MLPDiscriminator, MLPGenerator
+from ganlab.networks.packing import Packed
 from ganlab.networks.resnet import ResNetDiscriminator, ResNetGenerator
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "DCGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
+    "Packed",
     "ProjectionDCGANDiscriminator",
     "ProjectionMLPDiscriminator",
     "ResNetDiscriminator",

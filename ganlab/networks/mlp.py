@@ -29,7 +29,8 @@ class MLPGenerator(nn.Module):
         out_shape: Sequence[int],  # shape of one sample, e.g. (1, 28, 28) or (2,)
         hidden: Sequence[int] = (256, 512, 1024),  # widths of the hidden layers
         out_activation: str | None = "tanh",  # tanh for data in [-1, 1]; null for 2D points
-        negative_slope: float = 0.2,  # LeakyReLU slope
+        negative_slope: float = 0.2,  # LeakyReLU slope; 0 is ReLU
+        batch_norm: bool = False,  # BatchNorm1d before each hidden activation
     ):
         super().__init__()
         self.latent_dim = latent_dim
@@ -37,7 +38,10 @@ class MLPGenerator(nn.Module):
         layers: list[nn.Module] = []
         width = latent_dim
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            layers.append(nn.Linear(width, h, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(nn.LeakyReLU(negative_slope))
             width = h
         layers += [nn.Linear(width, math.prod(self.out_shape)), _output_activation(out_activation)]
         self.net = nn.Sequential(*layers)
