@@ -55,7 +55,8 @@ def write_samples(path: Path, samples: torch.Tensor, labels: torch.Tensor | None
 
 def _labels(given, num_samples: int, model) -> list[int] | None:
     if given is None:
-        return None
+        # a conditional model still draws each sample for some label: write which one
+        return model.sample_labels(num_samples).tolist() if model.conditional else None
     labels = [int(label) for label in given]
     if not model.conditional:
         raise ConfigError(

@@ -4,6 +4,7 @@ sampling (model API, ganlab-sample) and the one-row-per-class sample grid."""
 from __future__ import annotations
 
 import csv
+import json
 from functools import partial
 from pathlib import Path
 
@@ -248,3 +249,21 @@ def test_ganlab_sample_writes_labels(cgan_run, tmp_path):
     # The same images as the model's own sample() of those labels (seed 0, the default).
     model, _ = load_model(cgan_run / "checkpoints" / "last.ckpt")
     assert torch.allclose(samples, model.sample(5, labels=[3, 3, 7, 3, 3], seed=0), atol=1e-6)
+
+
+def test_ganlab_sample_without_labels_writes_the_balanced_ones_it_used(cgan_run, tmp_path):
+    out = tmp_path / "samples.npz"
+    ckpt = cgan_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config([f"ckpt_path={ckpt}", "num_samples=12", f"out={out}"], tmp_path, "sample")
+    ganlab_sample(cfg)
+    with np.load(out) as data:
+        assert data["labels"].tolist() == [*range(10), 0, 1]
+        samples = torch.from_numpy(data["samples"])
+    model, _ = load_model(ckpt)
+    balanced = model.sample(12, labels=[i % 10 for i in range(12)], seed=0)
+    assert torch.allclose(samples, balanced, atol=1e-6)
+
+
+def test_evaluation_protocol_names_how_conditional_samples_were_labelled(cgan_run):
+    history = json.loads((cgan_run / "metrics.json").read_text())
+    assert history[-1]["protocol"]["labels"] == "sample i has label i % 10 (balanced classes)"

@@ -154,12 +154,19 @@ class SampleQuality:
             "generator": "ema" if self._uses_ema(model) else "raw",
             "batchnorm_at_sampling": "eval (running statistics)",
             "truncation": None,
-            "labels": None,
+            "labels": self._label_protocol(model),
             "world_size": processes.world_size,
             **details,
             **(context or {}),
         }
         return Evaluation(scores, protocol)
+
+    @staticmethod
+    def _label_protocol(model) -> str | None:
+        """How a conditional model's samples were labelled (`sample_labels`); None otherwise."""
+        if not getattr(model, "conditional", False):
+            return None
+        return f"sample i has label i % {model.num_classes} (balanced classes)"
 
     def _uses_ema(self, model) -> bool:
         return self.use_ema and getattr(model, "generator_ema", None) is not None
