@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 
 from ganlab.errors import ConfigError, GanlabError
@@ -20,6 +22,23 @@ log = logging.getLogger("ganlab")
 # The config tree sits beside the package (an editable install keeps it there). An absolute
 # path lets the console scripts find it from any working directory.
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def compose_run(
+    overrides: Sequence[str], output_dir: str | Path, config_name: str = "train"
+) -> DictConfig:
+    """The config `ganlab-train overrides...` (or another command's `config_name`) would run,
+    writing into `output_dir`: for scripts, notebooks and tests that run ganlab in-process."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    # `${hydra:...}` interpolations need a live HydraConfig, as under @hydra.main.
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        if "paths" in cfg:
+            cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg
 
 
 @contextlib.contextmanager

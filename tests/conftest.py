@@ -10,12 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from ganlab.cli import CONFIG_DIR
+from ganlab.cli import CONFIG_DIR, compose_run
 
 REPO_ROOT = Path(CONFIG_DIR).parent
 
@@ -52,17 +49,11 @@ def isolated_cache(tmp_path_factory):
 def compose_config(
     overrides: Sequence[str], output_dir: Path, config_name: str = "train"
 ) -> DictConfig:
-    """The config `ganlab-train overrides...` would run, writing into `output_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
-    # `${hydra:...}` interpolations need a live HydraConfig, as under @hydra.main.
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        if "paths" in cfg:
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.data_dir = str(output_dir / "data")
-        del cfg.hydra
+    """The config `ganlab-train overrides...` would run, writing into `output_dir` and reading
+    datasets from `output_dir/data`."""
+    cfg = compose_run(overrides, output_dir, config_name)
+    if "paths" in cfg:
+        cfg.paths.data_dir = str(output_dir / "data")
     return cfg
 
 
