@@ -3,15 +3,26 @@ it is added. Dataset files that cannot be downloaded here are written in torchvi
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar
+from PIL import Image
 
 from ganlab.cli import CONFIG_DIR
 from ganlab.train import train
 from tests.datasets import allow_test_files, write_cifar, write_mnist
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+
+def write_image_folder(root: Path, count: int) -> None:
+    """A folder of photos as a user exports them (e.g. LSUN bedrooms), non-square RGB JPEGs."""
+    root.mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    for i in range(count):
+        pixels = generator.integers(0, 256, size=(48, 80, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"{i:04d}.jpg")
 
 
 def test_there_are_experiments():
@@ -33,6 +44,8 @@ def test_experiment_trains_a_few_batches(make_config, tmp_path, monkeypatch, nam
         assert cfg.data.dataset in WRITERS, f"write {cfg.data.dataset} files for this test"
         WRITERS[cfg.data.dataset](Path(cfg.data.root))
         allow_test_files(monkeypatch, torchvision.datasets.cifar)
+    if cfg.data._target_.endswith("ImageFolderDataModule"):
+        write_image_folder(Path(cfg.data.path), count=12)
     train(cfg)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["ganlab"]["progress"]["d_steps"] == 3
