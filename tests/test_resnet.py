@@ -6,9 +6,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ganlab.networks import (
+    ACGANDiscriminator,
     ConditionalBatchNorm2d,
     DCGANDiscriminator,
     MLPDiscriminator,
+    ProjectionDCGANDiscriminator,
+    ProjectionMLPDiscriminator,
     ResNetDiscriminator,
     ResNetGenerator,
     spectral_norm_,
@@ -119,6 +122,9 @@ def test_dcgan_and_mlp_discriminators_take_the_switch():
     for d in (
         DCGANDiscriminator(channels=1, base_width=8, batch_norm=False, spectral_norm=True),
         MLPDiscriminator(in_shape=(1, 8, 8), hidden=(16,), spectral_norm=True),
+        ProjectionDCGANDiscriminator(1, 32, 10, base_width=8, batch_norm=False, spectral_norm=True),
+        ACGANDiscriminator(1, 32, 10, base_width=8, batch_norm=False, spectral_norm=True),
+        ProjectionMLPDiscriminator((1, 8, 8), 10, hidden=(16,), spectral_norm=True),
     ):
         assert all(is_spectral_normed(m) for m in weighted_layers(d))
     assert not any(is_spectral_normed(m) for m in weighted_layers(DCGANDiscriminator()))
@@ -129,8 +135,9 @@ def test_dcgan_and_mlp_discriminators_take_the_switch():
     [
         ["model.discriminator.batch_norm=false", *SMALL_DCGAN],
         ["model=gan_mlp", "model.generator.hidden=[16]", "model.discriminator.hidden=[16]"],
+        ["model=cgan", "model.discriminator.batch_norm=false", *SMALL_DCGAN],
     ],
-    ids=["dcgan", "gan_mlp"],
+    ids=["dcgan", "gan_mlp", "cgan"],
 )
 def test_spectral_norm_discriminators_train(make_config, tmp_path, overrides):
     # `+`: the switch is a constructor default, not a key of the dcgan and gan_mlp configs.

@@ -17,6 +17,7 @@ from torch import nn
 from ganlab.cli import choice
 from ganlab.errors import ConfigError
 from ganlab.networks.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
+from ganlab.networks.layers import spectral_norm_
 from ganlab.networks.mlp import MLPDiscriminator, MLPGenerator
 
 # The same scale as DCGAN's weight init: a projection starting near 0 leaves D's first steps to
@@ -83,6 +84,7 @@ class ProjectionDCGANDiscriminator(nn.Module):
         num_classes: int | None,  # number of labels (from the data config); null fails clearly
         base_width: int = 64,  # channels of the first layer, as in DCGANDiscriminator
         batch_norm: bool = True,  # the paper's BatchNorm; turn off for gradient penalties
+        spectral_norm: bool = False,  # the spectral-norm switch for D (the embedding too)
     ):
         super().__init__()
         self.num_classes = require_num_classes(num_classes)
@@ -93,6 +95,8 @@ class ProjectionDCGANDiscriminator(nn.Module):
         features = self.head.in_channels * math.prod(self.head.kernel_size)
         self.embed = nn.Embedding(self.num_classes, features)
         nn.init.normal_(self.embed.weight, 0.0, PROJECTION_INIT_STD)
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.trunk(x)
@@ -116,6 +120,7 @@ class ACGANDiscriminator(nn.Module):
         num_classes: int | None,  # number of labels (from the data config); null fails clearly
         base_width: int = 64,  # channels of the first layer, as in DCGANDiscriminator
         batch_norm: bool = True,  # the paper's BatchNorm; turn off for gradient penalties
+        spectral_norm: bool = False,  # the spectral-norm switch for D (the class head too)
     ):
         super().__init__()
         self.num_classes = require_num_classes(num_classes)
@@ -124,6 +129,8 @@ class ACGANDiscriminator(nn.Module):
         features = self.head.in_channels * math.prod(self.head.kernel_size)
         self.classifier = nn.Linear(features, self.num_classes)
         dcgan_init_(self.classifier)  # N(0, 0.02), as the rest of the DCGAN discriminator
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(
         self,
@@ -169,6 +176,7 @@ class ProjectionMLPDiscriminator(nn.Module):
         num_classes: int | None,  # number of labels (from the data config); null fails clearly
         hidden: Sequence[int] = (1024, 512, 256),  # widths of the hidden layers
         dropout: float = 0.3,  # dropout after each hidden layer; 0 turns it off
+        spectral_norm: bool = False,  # the spectral-norm switch for D (the embedding too)
     ):
         super().__init__()
         self.num_classes = require_num_classes(num_classes)
@@ -176,6 +184,8 @@ class ProjectionMLPDiscriminator(nn.Module):
         self.trunk, self.head = _split_head(unconditional.net)
         self.embed = nn.Embedding(self.num_classes, self.head.in_features)
         nn.init.normal_(self.embed.weight, 0.0, PROJECTION_INIT_STD)
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.trunk(x)
