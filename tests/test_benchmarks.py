@@ -1,0 +1,73 @@
+"""The benchmark scripts run end to end at toy sizes: the commands behind docs/ numbers work."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import FAST, REPO_ROOT, SMALL_DCGAN
+
+
+def run_script(name: str, *args: str, tmp_path) -> str:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / name), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_modes_benchmark_tables_each_recipe_and_layout(tmp_path):
+    out = tmp_path / "modes.json"
+    stdout = run_script(
+        "modes.py",
+        "--recipes=gan,best",
+        "--seeds=0,1",
+        f"--run-dir={tmp_path / 'runs'}",
+        f"--out={out}",
+        "trainer.max_epochs=1",
+        "data.num_samples=1024",
+        tmp_path=tmp_path,
+    )
+    rows = json.loads(out.read_text())
+    assert {(r["recipe"], r["layout"], r["seed"]) for r in rows} == {
+        (recipe, layout, seed)
+        for recipe in ("gan", "best")
+        for layout in ("ring", "grid")
+        for seed in (0, 1)
+    }
+    for row in rows:
+        assert 0 <= row["modes"] <= (8 if row["layout"] == "ring" else 25)
+        assert 0 <= row["hq_frac"] <= 1
+    assert "| grid | best | r1_ring | 2 |" in stdout
+    assert "PacGAN4 (published)" in stdout
+
+
+def test_modes_benchmark_rejects_an_unknown_recipe(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "modes.py"), "--recipes=veegan"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "--recipes: 'veegan' is not one of gan, wgan_gp, unrolled, best" in result.stderr
+
+
+def test_families_benchmark_tables_fid_and_is(tmp_path):
+    out = tmp_path / "families.json"
+    stdout = run_script(
+        "families_digits.py",
+        "--experiments=dcgan_digits,lsgan_digits",
+        f"--run-dir={tmp_path / 'runs'}",
+        f"--out={out}",
+        *FAST,
+        *SMALL_DCGAN,
+        tmp_path=tmp_path,
+    )
+    rows = json.loads(out.read_text())
+    assert [r["experiment"] for r in rows] == ["dcgan_digits", "lsgan_digits"]
+    assert all(r["scores"]["fid"] > 0 and r["epoch"] == 1 for r in rows)
+    assert rows[0]["extractor"] == "ganlab-tiny"
+    assert "| lsgan_digits |" in stdout
