@@ -56,7 +56,7 @@ PUBLISHED = {
 def start_worker(log_dir: Path) -> None:
     """One thread per worker; the worker's console output goes to a log file, not the table."""
     torch.set_num_threads(1)
-    log = open(log_dir / f"worker-{os.getpid()}.log", "w")  # noqa: SIM115 (lives with the worker)
+    log = open(log_dir / f"worker-{os.getpid()}.log", "w")  # stays open for the worker's life
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
 

@@ -45,6 +45,15 @@ def _split_head(net: nn.Sequential) -> tuple[nn.Sequential, nn.Module]:
     return net[:-1], net[-1]
 
 
+def _dcgan_trunk(
+    channels: int, resolution: int, base_width: int, batch_norm: bool
+) -> tuple[nn.Sequential, nn.Conv2d, int]:
+    """(trunk, head, feature size) of a DCGAN discriminator. The trunk ends at 4x4; the head (a
+    4x4 conv to one channel) is exactly a linear map of the flattened 4x4 features."""
+    trunk, head = _split_head(DCGANDiscriminator(channels, resolution, base_width, batch_norm).net)
+    return trunk, head, head.in_channels * math.prod(head.kernel_size)
+
+
 class ConditionalDCGANGenerator(nn.Module):
     """[z, embed(label)] -> the DCGAN generator body -> image.
 
@@ -88,11 +97,8 @@ class ProjectionDCGANDiscriminator(nn.Module):
     ):
         super().__init__()
         self.num_classes = require_num_classes(num_classes)
-        unconditional = DCGANDiscriminator(channels, resolution, base_width, batch_norm)
-        # The trunk ends at 4x4; DCGAN's last layer (a 4x4 conv to one channel) is exactly a
-        # linear map of the flattened 4x4 features, so it stays the unconditional term.
-        self.trunk, self.head = _split_head(unconditional.net)
-        features = self.head.in_channels * math.prod(self.head.kernel_size)
+        # DCGAN's last layer stays the unconditional term
+        self.trunk, self.head, features = _dcgan_trunk(channels, resolution, base_width, batch_norm)
         self.embed = nn.Embedding(self.num_classes, features)
         nn.init.normal_(self.embed.weight, 0.0, PROJECTION_INIT_STD)
         if spectral_norm:
@@ -124,9 +130,7 @@ class ACGANDiscriminator(nn.Module):
     ):
         super().__init__()
         self.num_classes = require_num_classes(num_classes)
-        unconditional = DCGANDiscriminator(channels, resolution, base_width, batch_norm)
-        self.trunk, self.head = _split_head(unconditional.net)
-        features = self.head.in_channels * math.prod(self.head.kernel_size)
+        self.trunk, self.head, features = _dcgan_trunk(channels, resolution, base_width, batch_norm)
         self.classifier = nn.Linear(features, self.num_classes)
         dcgan_init_(self.classifier)  # N(0, 0.02), as the rest of the DCGAN discriminator
         if spectral_norm:
