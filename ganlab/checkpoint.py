@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from ganlab.checkpoint_io import UnreadableCheckpointError, load_safely, previous_checkpoint
 from ganlab.errors import CheckpointError
+
+log = logging.getLogger("ganlab")
 
 
 def existing_checkpoint(path: str | Path) -> Path:
@@ -25,14 +29,7 @@ def existing_checkpoint(path: str | Path) -> Path:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict of a ganlab run, with its config under ckpt['ganlab']['config']."""
-    ckpt_file = existing_checkpoint(path)
-    try:
-        # Checkpoints hold optimizer state and configs, not only tensors: only load your own.
-        ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
-    except Exception as err:  # pickle, zip and torch errors all mean the same to the user
-        raise CheckpointError(
-            f"ckpt_path={str(path)!r} is not a readable checkpoint: {err}"
-        ) from err
+    ckpt = load_safely(existing_checkpoint(path))
     config = ckpt.get("ganlab", {}).get("config") if isinstance(ckpt, dict) else None
     if not config or "state_dict" not in ckpt:
         raise CheckpointError(
@@ -40,6 +37,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "config); give a checkpoint written by ganlab-train"
         )
     return ckpt
+
+
+def checkpoint_to_resume(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint file to resume from and its contents: `path`, or, when `path` cannot be
+    read (a write was interrupted), the previous checkpoint that was kept beside it."""
+    try:
+        return existing_checkpoint(path), read_checkpoint(path)
+    except UnreadableCheckpointError as err:
+        previous = previous_checkpoint(existing_checkpoint(path))
+        if not previous.is_file():
+            raise
+        ckpt = read_checkpoint(previous)
+        log.warning(
+            "%s cannot be read (%s); resuming from the previous checkpoint %s instead",
+            path,
+            str(err.__cause__ or err).split(". ")[0] or "the file is empty",
+            previous,
+        )
+        return previous, ckpt
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):

@@ -2,14 +2,15 @@
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from ganlab.errors import CheckpointError, NonFiniteLossError
+from ganlab.errors import CheckpointError, ConfigError
 from ganlab.train import train
-from tests.conftest import SMALL_DCGAN
+from tests.conftest import FAST, SMALL_DCGAN, compose_config
 
 
 def load(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def assert_same_tensors(a, b, where=""):
@@ -35,6 +36,7 @@ def assert_same_tensors(a, b, where=""):
     ],
     ids=["dcgan", "gan_mlp"],
 )
+@pytest.mark.slow
 def test_resume_equals_straight_through(make_config, tmp_path, model_overrides):
     common = [*model_overrides, "trainer.limit_train_batches=3"]
     train(make_config(*common, "trainer.max_epochs=4", output_dir=tmp_path / "straight"))
@@ -66,23 +68,81 @@ def test_resume_from_a_missing_checkpoint_is_refused(make_config, tmp_path):
         train(make_config(f"ckpt_path={missing}"))
 
 
-def test_non_finite_loss_stops_with_step_and_loss_and_keeps_last_good_checkpoint(
-    make_config, tmp_path
+# Two epochs of two batches, with the generator's rate halved after every epoch.
+SCHEDULED = [
+    *FAST,
+    *SMALL_DCGAN,
+    "trainer.limit_train_batches=2",
+    "+model.g_scheduler._target_=torch.optim.lr_scheduler.ExponentialLR",
+    "+model.g_scheduler._partial_=true",
+    "+model.g_scheduler.gamma=0.5",
+]
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("two_epochs")
+    train(compose_config([*SCHEDULED, "trainer.max_epochs=2"], run_dir))
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_resume_applies_new_learning_rates_and_records_them(two_epochs, tmp_path, caplog):
+    assert load(two_epochs)["optimizer_states"][0]["param_groups"][0]["lr"] == 2e-4 * 0.5**2
+    overrides = ["trainer.max_epochs=3", "model.g_optimizer.lr=1e-4", "model.d_optimizer.lr=1e-3"]
+    with caplog.at_level("INFO", logger="ganlab"):
+        train(compose_config([*SCHEDULED, *overrides, f"ckpt_path={two_epochs}"], tmp_path))
+
+    resumed = load(tmp_path / "checkpoints" / "last.ckpt")
+    g_state, d_state = resumed["optimizer_states"]
+    assert d_state["param_groups"][0]["lr"] == 1e-3
+    # The schedule continues from the new base rate: 1e-4 halved after each of 3 epochs.
+    assert g_state["param_groups"][0]["lr"] == pytest.approx(1e-4 * 0.5**3, rel=1e-12)
+    assert resumed["lr_schedulers"][0]["base_lrs"] == [1e-4]
+    assert resumed["ganlab"]["progress"]["d_steps"] == 3 * 2
+    for config in (resumed["ganlab"]["config"], OmegaConf.load(tmp_path / "config.yaml")):
+        assert config["model"]["g_optimizer"]["lr"] == 1e-4
+        assert config["model"]["d_optimizer"]["lr"] == 1e-3
+        assert config["trainer"]["max_epochs"] == 3
+    changed = [r.getMessage() for r in caplog.records if "changed settings" in r.getMessage()]
+    assert len(changed) == 1
+    for change in (
+        "model.g_optimizer.lr: 0.0002 -> 0.0001",
+        "model.d_optimizer.lr: 0.0002 -> 0.001",
+        "trainer.max_epochs: 2 -> 3",
+    ):
+        assert change in changed[0]
+
+
+@pytest.mark.parametrize(
+    "overrides, listed",
+    [
+        ([*SCHEDULED, "model.generator.base_width=16"], ["model.generator.base_width: 8 -> 16"]),
+        ([*SCHEDULED, "loss=hinge"], ["'ganlab.losses.BCELoss' -> 'ganlab.losses.HingeLoss'"]),
+        ([*SCHEDULED, "data.batch_size=8", "seed=1"], ["data.batch_size: 16 -> 8", "seed: 0 -> 1"]),
+        (
+            [*FAST, "model=gan_mlp", "data.resolution=8"],  # another model: weights cannot load
+            [
+                "model.generator._target_: 'ganlab.networks.DCGANGenerator' -> "
+                "'ganlab.networks.MLPGenerator'",
+                "data.resolution: 32 -> 8",
+            ],
+        ),
+    ],
+    ids=["architecture", "loss", "data", "another_model"],
+)
+def test_resume_refuses_changes_it_cannot_apply_before_anything_runs(
+    two_epochs, tmp_path, overrides, listed
 ):
-    # Epoch 0 (3 batches) trains and is checkpointed; the 5th D loss, in epoch 1, is NaN.
-    cfg = make_config(
-        *SMALL_DCGAN,
-        "trainer.max_epochs=3",
-        "loss._target_=tests.support.ExplodingLoss",
-        "+loss.explode_after=4",
-    )
-    with pytest.raises(NonFiniteLossError) as caught:
+    cfg = compose_config([*overrides, f"ckpt_path={two_epochs}"], tmp_path)
+    with pytest.raises(ConfigError) as caught:
         train(cfg)
     message = str(caught.value)
-    assert "train/d_loss became nan at epoch 1, batch 1" in message
-    assert "after 4 D steps" in message and "checkpoints/last.ckpt" in message
-    ckpt = load(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    assert ckpt["ganlab"]["progress"]["d_steps"] == 3  # saved at the end of epoch 0
-    assert all(
-        torch.isfinite(t).all() for t in ckpt["state_dict"].values() if t.is_floating_point()
+    assert message.startswith(
+        f"ckpt_path='{two_epochs}' was trained with other settings than these, and a resumed "
+        "run cannot change them: "
     )
+    assert "\n" not in message
+    for change in listed:
+        assert change in message
+    assert "start a new run (no ckpt_path) to change them" in message
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "config.yaml").exists()
