@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 from PIL import Image
 
 from ganlab.data import IMAGE_EXTENSIONS, DataError, ImageFolderDataModule
+from ganlab.data.folder import to_eight_bit
 
 
 def halves(height: int, width: int, white_left: bool = False) -> np.ndarray:
@@ -156,15 +159,140 @@ def test_unreadable_files_found_at_setup(tmp_path: Path) -> None:
     message = str(err.value)
     assert "8 of 9 files" in message and str(tmp_path) in message
     assert str(bad[0]) in message and str(bad[6]) not in message  # only the first few
+    assert "and 3 more" in message and "data.skip_bad_files=true" in message
 
 
-def test_file_failing_at_load_names_it(tmp_path: Path) -> None:
+def truncate(path: Path) -> Path:
+    """Keep the header, cut the pixel data: the file still opens, its pixels do not decode."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (height, width, 3), np.uint8)
+
+
+def test_truncated_files_fail_at_setup_naming_them(tmp_path: Path) -> None:
     save(tmp_path / "good.png", halves(64, 64))
-    truncated = save(
-        tmp_path / "truncated.png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
-    )
-    truncated.write_bytes(truncated.read_bytes()[:400])  # header intact, pixel data cut
+    png = truncate(save(tmp_path / "cut.png", noise(64, 64)))
+    jpg = truncate(save(tmp_path / "cut.jpg", noise(64, 64)))
+    dm = ImageFolderDataModule(str(tmp_path), batch_size=1)
+    for path in (png, jpg):
+        with Image.open(path):
+            pass  # the header is intact: only a full decode finds these
+    with pytest.raises(DataError) as err:
+        dm.setup("fit")
+    message = str(err.value)
+    assert f"2 of 3 files under {tmp_path} cannot be decoded" in message
+    assert f"{png} (image file is truncated" in message and f"{jpg} (image file is" in message
+    assert "set data.skip_bad_files=true to train without them" in message
+    assert "\n" not in message
+
+
+def test_skip_bad_files_trains_without_them(tmp_path: Path, caplog) -> None:
+    for i in range(3):
+        save(tmp_path / f"good{i}.png", halves(16, 16))
+    cut = truncate(save(tmp_path / "cut.png", noise(64, 64)))
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not a jpeg")
+    dm = ImageFolderDataModule(str(tmp_path), resolution=8, batch_size=3, skip_bad_files=True)
+    with caplog.at_level(logging.WARNING, logger="ganlab"):
+        dm.setup("fit")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # one warning naming each skipped file
+    assert "skipping 2 of 5 files" in warnings[0] and "data.skip_bad_files=true" in warnings[0]
+    assert str(cut) in warnings[0] and str(garbage) in warnings[0]
+    assert len(dm.real_dataset()) == 3
+    batch = next(iter(dm.train_dataloader()))  # an epoch over the good files only
+    check_batch(batch, dm)
+
+
+def test_skip_bad_files_still_needs_one_good_file(tmp_path: Path) -> None:
+    truncate(save(tmp_path / "cut.png", noise(64, 64)))
+    dm = ImageFolderDataModule(str(tmp_path), skip_bad_files=True)
+    with pytest.raises(DataError, match=rf"none of the 1 files under {tmp_path} can be decoded"):
+        dm.setup("fit")
+
+
+def test_skip_bad_files_is_a_boolean(tmp_path: Path) -> None:
+    save(tmp_path / "a.png", halves(8, 8))
+    with pytest.raises(DataError, match=r"skip_bad_files='yes' is not supported; accepted: False"):
+        ImageFolderDataModule(str(tmp_path), skip_bad_files="yes")
+
+
+def test_unsupported_sample_types_are_named(tmp_path: Path) -> None:
+    save(tmp_path / "good.png", halves(8, 8))
+    int32 = tmp_path / "int32.tif"
+    Image.fromarray(np.zeros((8, 8), np.int32)).save(int32)
+    floats = tmp_path / "float.tif"
+    Image.fromarray(np.zeros((8, 8), np.float32)).save(floats)
+    with pytest.raises(DataError) as err:
+        ImageFolderDataModule(str(tmp_path), drop_last=False).setup("fit")
+    message = str(err.value)
+    assert f"{int32} (PIL mode I (32-bit or signed integer samples) is not supported" in message
+    assert f"{floats} (PIL mode F (floating-point samples) is not supported" in message
+    assert "save it as 8-bit, or 16-bit unsigned grayscale" in message
+
+
+def test_the_decode_check_is_recorded_by_names_sizes_and_times(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    good = save(folder / "a.png", noise(64, 64))
+    save(folder / "b.png", noise(64, 64, seed=1))
+    ImageFolderDataModule(str(folder), batch_size=2).setup("fit")
+    stat = good.stat()
+    # Same name, size and time, broken pixels: the recorded check is trusted, nothing re-decoded.
+    data = bytearray(good.read_bytes())
+    data[200:-20] = bytes(len(data) - 220)
+    good.write_bytes(bytes(data))
+    os.utime(good, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    ImageFolderDataModule(str(folder), batch_size=2).setup("fit")
+    # A new modification time is a new folder: decoded again, and the broken file found.
+    os.utime(good, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(DataError, match=rf"1 of 2 files .*{good}"):
+        ImageFolderDataModule(str(folder), batch_size=2).setup("fit")
+
+
+def test_file_broken_after_setup_is_named_at_load(tmp_path: Path) -> None:
+    save(tmp_path / "good.png", halves(64, 64))
+    changing = save(tmp_path / "changing.png", noise(64, 64))
     dm = ImageFolderDataModule(str(tmp_path), batch_size=2)
-    dm.setup("fit")  # the header check passes
-    with pytest.raises(DataError, match=rf"cannot load image {truncated}: .*fix or remove"):
+    dm.setup("fit")  # both decode now
+    truncate(changing)
+    with pytest.raises(DataError, match=rf"cannot load image {changing}: .*fix or remove"):
         list(dm.train_dataloader())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_sixteen_bit_grayscale_loads_as_its_eight_bit_save(tmp_path: Path, channels) -> None:
+    eight = np.random.default_rng(0).integers(0, 256, (32, 32)).astype(np.uint8)
+    eight[0, :2] = (0, 255)
+    # the same picture at 16 bits: 8-bit value v is 257 v, give or take less than half a step
+    jitter = np.random.default_rng(1).integers(-128, 129, eight.shape)
+    sixteen = np.clip(eight.astype(np.int64) * 257 + jitter, 0, 65535).astype(np.uint16)
+    assert sixteen.min() == 0 and sixteen.max() > 65400  # spread over the whole range
+    save(tmp_path / "a_eight.png", eight)
+    save(tmp_path / "b_sixteen.png", sixteen)
+    save(tmp_path / "c_sixteen.tif", sixteen)
+    for name in ("b_sixteen.png", "c_sixteen.tif"):
+        with Image.open(tmp_path / name) as image:
+            assert image.mode in ("I;16", "I;16B", "I")  # really 16-bit on disk
+    dm = ImageFolderDataModule(str(tmp_path), resolution=32, channels=channels, drop_last=False)
+    dm.setup("fit")
+    reference, png, tif = (dm.real_dataset()[i]["image"] for i in range(3))
+    assert reference.shape == (channels, 32, 32)
+    assert reference.min() == -1 and reference.max() == 1
+    torch.testing.assert_close(png, reference, rtol=0, atol=0)
+    torch.testing.assert_close(tif, reference, rtol=0, atol=0)
+    # older Pillow opens a 16-bit PNG in mode "I": the same scaling applies
+    as_older_pillow = to_eight_bit(Image.fromarray(sixteen.astype(np.int32)), "PNG")
+    assert np.array_equal(np.asarray(as_older_pillow), eight)
+
+
+def test_file_removed_after_listing_is_named(tmp_path: Path) -> None:
+    save(tmp_path / "a.png", halves(8, 8))
+    gone = save(tmp_path / "b.png", halves(8, 8))
+    dm = ImageFolderDataModule(str(tmp_path), drop_last=False)
+    gone.unlink()
+    with pytest.raises(DataError, match=rf"cannot read {gone} \(No such file or directory\); "):
+        dm.identity()

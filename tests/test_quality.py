@@ -3,13 +3,16 @@ callback, mode coverage through the evaluator, and `ganlab-eval`."""
 
 import json
 import logging
+import os
 
+import numpy as np
 import pytest
 import torch
 import torch_fidelity
+from PIL import Image
 
 from ganlab.checkpoint import load_model
-from ganlab.data import DigitsDataModule, GaussianMixture2DDataModule
+from ganlab.data import DigitsDataModule, GaussianMixture2DDataModule, ImageFolderDataModule
 from ganlab.errors import CheckpointError, ConfigError
 from ganlab.eval import evaluate
 from ganlab.metrics.evaluator import SampleQuality
@@ -102,6 +105,48 @@ def test_reference_features_are_computed_once_per_protocol(trained, tmp_path, ca
         assert again.evaluate(model, datamodule).scores == scores
     assert again.last_reference_computed
     assert "recomputing them" in caplog.text
+
+
+class NoiseImages(torch.nn.Module):
+    """Stands in for an image generator: `sample` follows GANModule.sample's (seed, index)
+    contract."""
+
+    device = torch.device("cpu")
+
+    def sample(self, n, labels=None, seed=None, use_ema=True, batch_size=256, start=0):
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
+        return torch.rand(n, 3, 16, 16, generator=gen) * 2 - 1
+
+
+def test_image_folder_statistics_follow_the_folders_contents(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(folder / f"{i}.png")
+
+    def evaluate():
+        """A fresh run's evaluation: a new datamodule and evaluator on the same cache."""
+        data = ImageFolderDataModule(str(folder), resolution=16, drop_last=False)
+        evaluator = digits_evaluator(tmp_path / "cache", metrics=["fid"], num_samples=8)
+        result = evaluator.evaluate(NoiseImages(), data)
+        return evaluator.last_reference_computed, result.protocol["reference"]["statistics_key"]
+
+    computed, key = evaluate()
+    assert computed
+    assert evaluate() == (False, key)  # unchanged folder: read from the cache
+    # One file rewritten with other pixels (a new size and time): computed again, new key.
+    changed = folder / "3.png"
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), np.uint8)).save(changed)
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    computed, edited_key = evaluate()
+    assert computed and edited_key != key
+    assert evaluate() == (False, edited_key)
+    # One file added: computed again.
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(folder / "extra.png")
+    computed, added_key = evaluate()
+    assert computed and added_key not in (key, edited_key)
+    assert evaluate() == (False, added_key)
 
 
 def test_protocol_travels_with_the_scores(trained, tmp_path):

@@ -1,8 +1,9 @@
 """Features of the real data, computed once per protocol and cached on disk.
 
-The cache key is a hash of everything that changes the features: dataset identity, split,
-count, extractor and its weights, layers. A file whose stored protocol or checksum does not
-match (stale, truncated, edited) is rebuilt, never trusted.
+The cache key is a hash of everything that changes the features: dataset identity (for an
+image folder, its contents: each file's name, size and modification time), split, count,
+extractor and its weights, layers. A file whose stored protocol or checksum does not match
+(stale, truncated, edited) is rebuilt, never trusted.
 """
 
 from __future__ import annotations
