@@ -7,6 +7,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from ganlab.errors import ConfigError
 from ganlab.losses import DiffAugment, GradientPenalty, gradient_penalty, r1_penalty
 from ganlab.losses.augment import cutout, translation
 from ganlab.train import train
@@ -93,6 +94,7 @@ def test_wgan_gp_composes_and_trains(make_config, tmp_path):
     assert len(logged(tmp_path / "run", "train/gp")) == 3
 
 
+@pytest.mark.slow
 def test_gradient_penalty_trains_under_ddp_with_bf16(tmp_path):
     result = run_command(
         "ganlab-train",
@@ -145,11 +147,10 @@ def test_unrolling_changes_the_generator_loss_and_zero_steps_does_not(make_confi
             "+model.unroll_lr=0.5",
         ).model
     )
-    fake = model.generator(torch.randn(32, 2))
-    model._real = torch.randn(32, 2)
-    plain, _ = model.g_loss(fake)
+    fake, real = model.generator(torch.randn(32, 2)), torch.randn(32, 2)
+    plain, _ = model.g_loss(fake, real=real)
     model.unrolled_steps = 2
-    unrolled, _ = model.g_loss(fake)
+    unrolled, _ = model.g_loss(fake, real=real)
     assert plain.item() == pytest.approx(model.loss.g_loss(model.discriminator(fake)).item())
     assert unrolled.item() != pytest.approx(plain.item())
     unrolled.backward()
@@ -160,8 +161,8 @@ def test_diffaugment_is_differentiable_and_checks_its_policy():
     x = torch.randn(4, 3, 16, 16, requires_grad=True)
     DiffAugment()(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    points = torch.randn(5, 2)
-    assert torch.equal(DiffAugment()(points), points)  # 2D data passes through
+    with pytest.raises(ConfigError, match=r"augment=diffaugment .* shape \(5, 2\)"):
+        DiffAugment()(torch.randn(5, 2))  # 2D points: an error, not a silent no-op
     with pytest.raises(ValueError, match="policy='color,flip'"):
         DiffAugment("color,flip")
 

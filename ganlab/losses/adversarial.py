@@ -2,13 +2,17 @@
 
 Each `*_d_loss(real_logits, fake_logits)` is minimized by the discriminator (critic) and each
 `*_g_loss(fake_logits)` by the generator. Inputs are the discriminator's raw outputs, shape (B,).
-The classes bundle a pair so that a config picks an objective with one `_target_`.
+Relativistic losses (Jolicoeur-Martineau, 2018) compare fakes with reals in the generator step
+too: their `*_g_loss(fake_logits, real_logits)` take both. The classes bundle a pair so that a
+config picks an objective with one `_target_`.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ganlab.errors import ConfigError
 
 
 def bce_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -48,15 +52,59 @@ def lsgan_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return 0.5 * (fake_logits - 1.0).pow(2).mean()
 
 
+def rsgan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """RSGAN: E[-log sigmoid(C(x_r) - C(x_f))] over pairs (x_r, x_f), here real i with fake i."""
+    return F.softplus(fake_logits - real_logits).mean()
+
+
+def rsgan_g_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """RSGAN: E[-log sigmoid(C(x_f) - C(x_r))]: the D loss with real and fake swapped."""
+    return rsgan_d_loss(fake_logits, real_logits)
+
+
+def ragan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """RaSGAN (relativistic average): -E_r[log sigmoid(C(x_r) - E_f C(x_f))]
+    - E_f[log(1 - sigmoid(C(x_f) - E_r C(x_r)))]: is a real more real than the average fake?"""
+    real_vs_fake = real_logits - fake_logits.mean()
+    fake_vs_real = fake_logits - real_logits.mean()
+    return F.softplus(-real_vs_fake).mean() + F.softplus(fake_vs_real).mean()
+
+
+def ragan_g_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """RaSGAN: -E_f[log sigmoid(C(x_f) - E_r C(x_r))] - E_r[log(1 - sigmoid(C(x_r) - E_f C(x_f)))];
+    the reals' term is what makes G depend on the real logits."""
+    return ragan_d_loss(fake_logits, real_logits)
+
+
+def ralsgan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """RaLSGAN: E_r[(C(x_r) - E_f C(x_f) - 1)^2] + E_f[(C(x_f) - E_r C(x_r) + 1)^2]."""
+    real_vs_fake = real_logits - fake_logits.mean()
+    fake_vs_real = fake_logits - real_logits.mean()
+    return (real_vs_fake - 1.0).pow(2).mean() + (fake_vs_real + 1.0).pow(2).mean()
+
+
+def ralsgan_g_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """RaLSGAN: E_f[(C(x_f) - E_r C(x_r) - 1)^2] + E_r[(C(x_r) - E_f C(x_f) + 1)^2]."""
+    return ralsgan_d_loss(fake_logits, real_logits)
+
+
 class AdversarialLoss:
-    """A named (d_loss, g_loss) pair. Subclass and override both methods for a new objective."""
+    """A named (d_loss, g_loss) pair. Subclass and override both methods for a new objective.
+
+    A loss whose generator term compares fakes with reals sets `needs_real_logits = True`; the
+    model then computes the real logits in the generator step too and passes them to `g_loss`.
+    Other losses are called as `g_loss(fake_logits)`, so an override with that signature works.
+    """
 
     name = "adversarial"
+    needs_real_logits = False
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def g_loss(
+        self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -69,7 +117,7 @@ class BCELoss(AdversarialLoss):
     def d_loss(self, real_logits, fake_logits):
         return bce_d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return bce_g_loss(fake_logits)
 
 
@@ -79,7 +127,7 @@ class HingeLoss(AdversarialLoss):
     def d_loss(self, real_logits, fake_logits):
         return hinge_d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return hinge_g_loss(fake_logits)
 
 
@@ -89,7 +137,7 @@ class WassersteinLoss(AdversarialLoss):
     def d_loss(self, real_logits, fake_logits):
         return wasserstein_d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return wasserstein_g_loss(fake_logits)
 
 
@@ -99,5 +147,57 @@ class LSGANLoss(AdversarialLoss):
     def d_loss(self, real_logits, fake_logits):
         return lsgan_d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return lsgan_g_loss(fake_logits)
+
+
+class RelativisticLoss(AdversarialLoss):
+    """Base of the relativistic losses: the generator's loss needs the real logits."""
+
+    needs_real_logits = True
+
+    def require_real_logits(self, real_logits: torch.Tensor | None) -> torch.Tensor:
+        if real_logits is None:
+            raise ConfigError(
+                f"loss={self.name} compares fakes with reals in the generator step, but the "
+                "model's g_loss hook gave it no real logits; a model subclass that overrides "
+                "g_loss must take `real=None` and pass it on (see GANModule.g_loss), or use "
+                "a loss such as bce, hinge, wasserstein or lsgan"
+            )
+        return real_logits
+
+
+class RSGANLoss(RelativisticLoss):
+    """Relativistic standard GAN (Jolicoeur-Martineau, 2018); see `rsgan_d_loss`."""
+
+    name = "rsgan"
+
+    def d_loss(self, real_logits, fake_logits):
+        return rsgan_d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits, real_logits=None):
+        return rsgan_g_loss(fake_logits, self.require_real_logits(real_logits))
+
+
+class RaGANLoss(RelativisticLoss):
+    """Relativistic average standard GAN, RaSGAN (Jolicoeur-Martineau, 2018); see `ragan_d_loss`."""
+
+    name = "ragan"
+
+    def d_loss(self, real_logits, fake_logits):
+        return ragan_d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits, real_logits=None):
+        return ragan_g_loss(fake_logits, self.require_real_logits(real_logits))
+
+
+class RaLSGANLoss(RelativisticLoss):
+    """Relativistic average least-squares GAN (Jolicoeur-Martineau, 2018); see `ralsgan_d_loss`."""
+
+    name = "ralsgan"
+
+    def d_loss(self, real_logits, fake_logits):
+        return ralsgan_d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits, real_logits=None):
+        return ralsgan_g_loss(fake_logits, self.require_real_logits(real_logits))

@@ -8,8 +8,12 @@ checkpoints resume it exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from ganlab.errors import ConfigError
 
 POLICIES = ("color", "translation", "cutout")
 
@@ -59,6 +63,18 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
 _TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout}
 
 
+def check_augment(augment: Any) -> Any:
+    """The augmentation a model was built with (None: none). One left unbuilt (no `_target_`:
+    an experiment's settings for an option the command line turned off) is a ConfigError."""
+    if augment is not None and not callable(augment):
+        raise ConfigError(
+            f"augment={augment} is not an augmentation (it has no _target_): it sets options of "
+            "an augmentation that is not selected; select one (augment=diffaugment) or drop "
+            "the setting"
+        )
+    return augment
+
+
 class DiffAugment(nn.Module):
     """`policy`: comma-separated transforms applied in order, e.g. "color,translation,cutout"."""
 
@@ -72,7 +88,12 @@ class DiffAugment(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
-            return x  # not images (2D points): nothing to augment
+            # Passing 2D points through unchanged would make the option a silent no-op.
+            raise ConfigError(
+                f"augment=diffaugment transforms images of shape (B, C, H, W), but the "
+                f"discriminator input has shape {tuple(x.shape)}; use augment=none for data "
+                "that are not images (toy_ring, toy_grid)"
+            )
         for name in self.policy:
             x = _TRANSFORMS[name](x)
         return x

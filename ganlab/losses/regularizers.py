@@ -7,10 +7,12 @@ module) and `__call__(module, real, fake, cond) -> weighted penalty`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+
+from ganlab.errors import ConfigError
 
 Discriminate = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -38,6 +40,26 @@ def gradient_penalty(
 def r1_penalty(discriminate: Discriminate, real: torch.Tensor, cond: Any = None) -> torch.Tensor:
     """R1 (Mescheder et al., 2018): E[||grad D(x)||^2] on real samples."""
     return _input_gradient(discriminate, real, cond).pow(2).sum(dim=1).mean()
+
+
+def regularizer_list(regularizers: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:
+    """The regularizers a model was built with, from a config's {name: regularizer} (or a list;
+    None: none). An entry left unbuilt (no `_target_`: an experiment's settings for an option
+    the command line turned off) is a ConfigError instead of a failure at the first D step."""
+    if isinstance(regularizers, Mapping):
+        named = list(regularizers.items())
+    else:
+        named = [(str(index), r) for index, r in enumerate(regularizers or [])]
+    for name, regularizer in named:
+        if regularizer is not None and not (
+            callable(regularizer) and hasattr(regularizer, "interval")
+        ):
+            raise ConfigError(
+                f"regularizers.{name}={regularizer} is not a regularizer (it has no _target_): "
+                f"it sets options of {name}, which is not selected; select it "
+                f"(regularizers={name}, several as regularizers=[gp,r1]) or drop the setting"
+            )
+    return [regularizer for _, regularizer in named if regularizer is not None]
 
 
 class Regularizer:

@@ -65,14 +65,21 @@ class ConditionalGAN(GANModule):
     def generate(self, z: torch.Tensor, cond: Any = None, network: nn.Module | None = None):
         return (network or self.generator)(z, cond)
 
-    def discriminate(self, x: torch.Tensor, cond: Any = None) -> torch.Tensor:
+    def discriminate(
+        self, x: torch.Tensor, cond: Any = None, return_class_logits: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """D's logits for `x` given the labels (and, for AC-GAN, its class logits), with the
+        augmentation on every input, as for unconditional models."""
+        x = self.augment(x) if self.augment is not None else x
+        if return_class_logits:
+            return self.discriminator(x, cond, return_class_logits=True)
         return self.discriminator(x, cond)
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, cond: Any = None):
         if not self.aux_weight:
             return super().d_loss(real, fake, cond)
-        real_logits, real_classes = self.discriminator(real, cond, return_class_logits=True)
-        fake_logits, fake_classes = self.discriminator(fake, cond, return_class_logits=True)
+        real_logits, real_classes = self.discriminate(real, cond, return_class_logits=True)
+        fake_logits, fake_classes = self.discriminate(fake, cond, return_class_logits=True)
         real_logits, fake_logits = real_logits.float(), fake_logits.float()
         # AC-GAN: D learns to classify real images and the fakes as their conditioning labels.
         aux = F.cross_entropy(real_classes.float(), cond) + F.cross_entropy(
@@ -87,12 +94,17 @@ class ConditionalGAN(GANModule):
         }
         return loss, stats
 
-    def g_loss(self, fake: torch.Tensor, cond: Any = None):
+    def g_loss(self, fake: torch.Tensor, cond: Any = None, real: torch.Tensor | None = None):
         if not self.aux_weight:
-            return super().g_loss(fake, cond)
-        logits, classes = self.discriminator(fake, cond, return_class_logits=True)
+            return super().g_loss(fake, cond, real)
+        logits, classes = self.discriminate(fake, cond, return_class_logits=True)
         aux = F.cross_entropy(classes.float(), cond)
-        return self.loss.g_loss(logits.float()) + self.aux_weight * aux, {"train/g_aux": aux}
+        if getattr(self.loss, "needs_real_logits", False):
+            real_logits = None if real is None else self.discriminate(real, cond).float()
+            adversarial = self.loss.g_loss(logits.float(), real_logits)
+        else:
+            adversarial = self.loss.g_loss(logits.float())
+        return adversarial + self.aux_weight * aux, {"train/g_aux": aux}
 
     def _dummy_condition(self, batch_size: int) -> torch.Tensor:
         return self.sample_labels(batch_size).to(self.device)

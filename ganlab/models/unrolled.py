@@ -32,18 +32,15 @@ class UnrolledGAN(GANModule):
         self.unrolled_steps = unrolled_steps
         self.unroll_lr = unroll_lr
         self.second_order = second_order
-        self._real: torch.Tensor | None = None
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._real = batch[self.data_key]  # the unrolled D steps train on this batch
-        try:
-            super().training_step(batch, batch_idx)
-        finally:
-            self._real = None
-
-    def g_loss(self, fake: torch.Tensor, cond: Any = None):
+    def g_loss(self, fake: torch.Tensor, cond: Any = None, real: torch.Tensor | None = None):
         if self.unrolled_steps == 0:
-            return super().g_loss(fake, cond)
+            return super().g_loss(fake, cond, real)
+        if real is None:
+            raise ConfigError(
+                f"model.unrolled_steps={self.unrolled_steps}: the unrolled D steps train on the "
+                "real batch, but g_loss was called without `real`"
+            )
         lr = self.unroll_lr or self.optimizers()[1].param_groups[0]["lr"]
         params = {
             name: p.detach().requires_grad_(True)
@@ -52,13 +49,17 @@ class UnrolledGAN(GANModule):
         buffers = {name: b.clone() for name, b in self.discriminator.named_buffers()}
 
         def critic(x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+            x = self.augment(x) if self.augment is not None else x  # as D sees every input
             return functional_call(self.discriminator, (weights, buffers), (x,)).float()
 
         for _ in range(self.unrolled_steps):
             samples = fake if self.second_order else fake.detach()
-            loss = self.loss.d_loss(critic(self._real, params), critic(samples, params))
+            loss = self.loss.d_loss(critic(real, params), critic(samples, params))
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=self.second_order)
             params = {name: p - lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
             if not self.second_order:
                 params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+        if getattr(self.loss, "needs_real_logits", False):
+            # The unrolled D judges the reals too: with second_order, G reaches them through it.
+            return self.loss.g_loss(critic(fake, params), critic(real, params)), {}
         return self.loss.g_loss(critic(fake, params)), {}

@@ -1,0 +1,238 @@
+"""Every model config composes with every loss, regularizers and augment option, and what is
+built is what was chosen: the loss class, the regularizers, the augmentation on every input of
+the discriminator (AC-GAN's and the unrolled critic's too), and the W&B labels."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf, open_dict
+
+from ganlab.cli import CONFIG_DIR
+from ganlab.errors import ConfigError
+from ganlab.losses import R1, DiffAugment, GradientPenalty
+from ganlab.models import GANModule
+from ganlab.models.base import call_g_loss
+from ganlab.train import train
+from tests.conftest import SMALL_DCGAN, compose_config
+
+CONF = Path(CONFIG_DIR)
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+# AC-GAN is a setting of model=cgan with a discriminator path of its own.
+ACGAN = ["model.aux_weight=1", "model.discriminator._target_=ganlab.networks.ACGANDiscriminator"]
+VARIANTS = {**{name: [f"model={name}"] for name in MODELS}, "acgan": ["model=cgan", *ACGAN]}
+LOSSES = sorted(p.stem for p in (CONF / "loss").glob("*.yaml"))
+REGULARIZERS = {
+    "none": [],
+    "gp": [GradientPenalty],
+    "r1": [R1],
+    "[gp,r1]": [GradientPenalty, R1],
+}
+AUGMENTS = ["none", "diffaugment"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Batches of 4 small images: a second thread only adds synchronisation on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def covering_cases() -> list[tuple[str, str, str, str]]:
+    """Each model with every loss, and with every regularizers and augment option along the
+    way: the full product is 11 x 7 x 4 x 2 compositions, this is 11 x 7."""
+    cases = []
+    for i, variant in enumerate(VARIANTS):
+        for j, loss in enumerate(LOSSES):
+            k = i + j
+            regularizers = list(REGULARIZERS)[k % len(REGULARIZERS)]
+            cases.append((variant, loss, regularizers, AUGMENTS[(k + k // 4) % 2]))
+    return cases
+
+
+CASES = covering_cases()
+
+
+def test_the_cases_cover_every_model_with_every_option():
+    for variant in VARIANTS:
+        mine = [case for case in CASES if case[0] == variant]
+        assert {case[1] for case in mine} == set(LOSSES)
+        assert {case[2] for case in mine} == set(REGULARIZERS)
+        assert {case[3] for case in mine} == set(AUGMENTS)
+    assert {"rsgan", "ragan", "ralsgan", "bce", "wasserstein"} <= set(LOSSES)
+
+
+def compose(tmp_path: Path, *overrides: str):
+    """The config, with data the model fits (2D points or labelled digits) and small networks."""
+    cfg = compose_config([*overrides, "data=digits", "logger=wandb"], tmp_path)
+    if cfg.model.data_key == "point":
+        cfg = compose_config([*overrides, "data=toy_ring", "logger=wandb"], tmp_path)
+    with open_dict(cfg):
+        for network in (cfg.model.generator, cfg.model.discriminator):
+            if "base_width" in network:
+                network.base_width = 8
+            if "hidden" in network:
+                network.hidden = [16, 16]
+        if "unrolled_steps" in cfg.model:
+            cfg.model.unrolled_steps = 1
+            cfg.model.unroll_lr = 0.01  # no trainer here to read D's learning rate from
+    return cfg
+
+
+def batch_for(model: GANModule, cfg, size: int = 4) -> dict[str, torch.Tensor]:
+    if model.data_key == "point":
+        return {"point": torch.randn(size, cfg.data.dim)}
+    shape = (size, cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
+    return {"image": torch.rand(shape) * 2 - 1, "label": torch.arange(size) % 10}
+
+
+class InputLog:
+    """What the augmentation returned and what the discriminator was given, by forward hooks."""
+
+    def __init__(self, model: GANModule):
+        self.augmented: list[torch.Tensor] = []
+        self.d_inputs: list[torch.Tensor] = []
+        model.discriminator.register_forward_pre_hook(lambda _, args: self.d_inputs.append(args[0]))
+        if model.augment is not None:
+            model.augment.register_forward_hook(lambda *hook: self.augmented.append(hook[2]))
+
+    def unaugmented_inputs(self) -> int:
+        return sum(not any(x is out for out in self.augmented) for x in self.d_inputs)
+
+
+@pytest.mark.parametrize("variant, loss, regularizers, augment", CASES)
+def test_what_is_built_is_what_was_chosen(tmp_path, variant, loss, regularizers, augment):
+    cfg = compose(
+        tmp_path,
+        *VARIANTS[variant],
+        f"loss={loss}",
+        f"regularizers={regularizers}",
+        f"augment={augment}",
+    )
+    model = instantiate(cfg.model)
+    loss_class = get_class(OmegaConf.load(CONF / "loss" / f"{loss}.yaml")._target_)
+    assert type(model.loss) is loss_class
+    assert [type(r) for r in model.d_regularizers] == REGULARIZERS[regularizers]
+    assert isinstance(model.augment, DiffAugment) if augment != "none" else model.augment is None
+    wandb = cfg.logger.wandb  # runs are labelled with the loss that was built
+    assert wandb.group.endswith(f"-{model.loss.name}") and model.loss.name in wandb.tags
+
+    torch.manual_seed(0)
+    batch = batch_for(model, cfg)
+    real, cond = batch[model.data_key], model.condition(batch)
+    fake = model.generate(model.noise(len(real)), cond)
+    log = InputLog(model)
+    if augment != "none" and model.data_key == "point":
+        with pytest.raises(ConfigError, match=r"augment=diffaugment .* shape \(4, 2\)"):
+            model.d_loss(real, fake.detach(), cond)
+        return
+    d_loss, _ = model.d_loss(real, fake.detach(), cond)
+    penalties = [
+        regularizer(model, real, fake.detach(), cond) for regularizer in model.d_regularizers
+    ]
+    g_loss, _ = call_g_loss(model, fake, cond, real)
+    assert all(torch.isfinite(value) for value in [d_loss, g_loss, *penalties])
+    g_loss.backward()
+    assert all(p.grad is not None for p in model.generator.parameters() if p.requires_grad)
+    assert log.d_inputs, "the discriminator never ran"
+    if augment != "none":
+        assert log.unaugmented_inputs() == 0, f"{log.unaugmented_inputs()} D inputs not augmented"
+
+
+@pytest.mark.parametrize("loss", ["bce", "ragan"])
+@pytest.mark.parametrize("variant", ["dcgan", "acgan"])
+def test_the_generator_loss_sees_the_reals_exactly_when_the_loss_needs_them(
+    tmp_path, variant, loss
+):
+    cfg = compose(tmp_path, *VARIANTS[variant], f"loss={loss}")
+    model = instantiate(cfg.model)
+    batch = batch_for(model, cfg)
+    real, cond = batch["image"], model.condition(batch)
+    fake = model.generate(model.noise(len(real)), cond)
+    g_loss = call_g_loss(model, fake, cond, real)[0].item()
+    other_reals = call_g_loss(model, fake, cond, real.flip(0) * 0.5)[0].item()
+    assert (g_loss != other_reals) == model.loss.needs_real_logits
+
+
+@pytest.mark.parametrize(
+    "overrides, loss, regularizers",
+    [
+        (["model=wgan_gp"], "WassersteinLoss", [GradientPenalty]),
+        (["model=wgan_gp", "loss=hinge", "regularizers=r1"], "HingeLoss", [R1]),
+        (["loss=hinge", "model=wgan_gp"], "HingeLoss", [GradientPenalty]),
+        (["model=wgan_gp", "regularizers=none"], "WassersteinLoss", []),
+        (["model=wgan_gp", "regularizers=[gp,r1]"], "WassersteinLoss", [GradientPenalty, R1]),
+        (["model=wgan"], "WassersteinLoss", []),
+        (["model=sngan_projection"], "HingeLoss", []),
+        (["model=sngan", "loss=bce"], "BCELoss", []),
+        (["experiment=wgan_gp_digits", "loss=lsgan"], "LSGANLoss", [GradientPenalty]),
+        (["experiment=sngan_cifar10"], "HingeLoss", []),
+        (["experiment=wgan_gp_ring", "loss=ralsgan"], "RaLSGANLoss", [GradientPenalty]),
+    ],
+)
+def test_a_models_default_options_give_way_to_the_users(tmp_path, overrides, loss, regularizers):
+    """Model configs pick their loss and regularizers as defaults-list overrides, so Hydra
+    reports what was really built, and a command line or an experiment still wins."""
+    cfg = compose(tmp_path, *overrides)
+    model = instantiate(cfg.model)
+    assert type(model.loss).__name__ == loss
+    assert [type(r) for r in model.d_regularizers] == regularizers
+    assert cfg.logger.wandb.tags[-1] == model.loss.name
+
+
+def test_settings_of_an_option_that_is_turned_off_fail_clearly(tmp_path):
+    # experiment=wgan_gp_ring sets regularizers.gp.weight; regularizers=none leaves it unbuilt.
+    cfg = compose(tmp_path, "experiment=wgan_gp_ring", "regularizers=none")
+    with pytest.raises(InstantiationException) as caught:
+        instantiate(cfg.model)
+    assert isinstance(caught.value.__cause__, ConfigError)
+    assert str(caught.value.__cause__) == (
+        "regularizers.gp={'weight': 0.1} is not a regularizer (it has no _target_): it sets "
+        "options of gp, which is not selected; select it (regularizers=gp, several as "
+        "regularizers=[gp,r1]) or drop the setting"
+    )
+    cfg = compose(tmp_path, "model=dcgan", "model.augment={policy: color}")
+    with pytest.raises(InstantiationException, match="augment=.*'policy': 'color'.* not an aug"):
+        instantiate(cfg.model)
+
+
+class OldStyleGAN(GANModule):
+    """A user's variant written against the hook before it took `real`."""
+
+    def g_loss(self, fake, cond=None):
+        loss, stats = super().g_loss(fake, cond)
+        return loss, {**stats, "train/g_old_style": loss.detach()}
+
+
+def logged(run_dir: Path, key: str) -> list[float]:
+    (path,) = (run_dir / "csv").glob("version_*/metrics.csv")
+    return [float(row[key]) for row in csv.DictReader(path.open()) if row.get(key)]
+
+
+def test_a_g_loss_override_without_real_still_trains(make_config, tmp_path):
+    target = "model._target_=tests.test_composition.OldStyleGAN"
+    train(make_config(*SMALL_DCGAN, target))
+    assert len(logged(tmp_path / "run", "train/g_old_style")) == 3
+    with pytest.raises(ConfigError, match="loss=ragan compares fakes with reals .* `real=None`"):
+        train(make_config(*SMALL_DCGAN, target, "loss=ragan", output_dir=tmp_path / "ragan"))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [*SMALL_DCGAN, "loss=ragan", "augment=diffaugment"],
+        ["experiment=unrolled_ring", "loss=rsgan", "model.unrolled_steps=2"],
+        ["model=cgan", *ACGAN, *SMALL_DCGAN, "loss=ralsgan", "regularizers=[gp,r1]"],
+    ],
+)
+def test_relativistic_losses_train(make_config, tmp_path, overrides):
+    train(make_config(*overrides))
+    g_losses = logged(tmp_path / "run", "train/g_loss")
+    assert len(g_losses) == 3 and all(torch.isfinite(torch.tensor(g_losses)))
