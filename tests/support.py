@@ -151,3 +151,33 @@ class CountingR1(R1):
     def __call__(self, module, real, fake, cond):
         self.applied_at.append(module.d_steps)
         return super().__call__(module, real, fake, cond)
+
+
+class LatentRecordingGAN(GANModule):
+    """Writes, when training ends, what this process started from and drew: its initial
+    generator weights and the latents of each training step, to `record_dir/rank<R>.pt`."""
+
+    def __init__(self, *args, record_dir: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.record_dir = record_dir
+        self.initial_generator = {k: v.clone() for k, v in self.generator.state_dict().items()}
+        self.step_latents: list[torch.Tensor] = []
+        self._in_training_step = False
+
+    def training_step(self, batch, batch_idx):
+        self._in_training_step = True
+        try:
+            return super().training_step(batch, batch_idx)
+        finally:
+            self._in_training_step = False
+
+    def noise(self, batch_size: int) -> torch.Tensor:
+        z = super().noise(batch_size)
+        if self._in_training_step:
+            self.step_latents.append(z.detach().cpu().clone())
+        return z
+
+    def on_train_end(self) -> None:
+        super().on_train_end()
+        record = {"initial_generator": self.initial_generator, "step_latents": self.step_latents}
+        torch.save(record, f"{self.record_dir}/rank{self.global_rank}.pt")
