@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,8 +15,10 @@ from torch import nn
 
 from ganlab.errors import ConfigError, NonFiniteLossError
 from ganlab.losses import AdversarialLoss
-from ganlab.losses.regularizers import Regularizer
-from ganlab.utils.rng import collect_rng_states, restore_rng_states
+from ganlab.losses.augment import check_augment
+from ganlab.losses.regularizers import Regularizer, regularizer_list
+from ganlab.models.health import NonFiniteWatch, WeightGrowth, first_non_finite
+from ganlab.utils.rng import gather_rng_states, restore_process_rng_states, seed_process_streams
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -53,6 +57,8 @@ class GANModule(pl.LightningModule):
         d_scheduler: SchedulerFactory | None = None,
         d_regularizers: Mapping[str, Regularizer] | Sequence[Regularizer] | None = None,
         augment: nn.Module | None = None,  # applied to every D input, real and fake
+        # Warn when a network's weight norm passes this multiple of its initial norm; None: never.
+        weight_growth_warning: float | None = 1000.0,
     ):
         super().__init__()
         if n_critic < 1:
@@ -72,10 +78,9 @@ class GANModule(pl.LightningModule):
         self.ema_decay = ema_decay
         self.ema_warmup = ema_warmup
         self.data_key = data_key
-        if isinstance(d_regularizers, Mapping):  # configs name them: {gp: ..., r1: ...}
-            d_regularizers = list(d_regularizers.values())
-        self.d_regularizers = [r for r in d_regularizers or [] if r is not None]
-        self.augment = augment
+        # Configs name them ({gp: ..., r1: ...}); an entry left unbuilt is a ConfigError.
+        self.d_regularizers = regularizer_list(d_regularizers)
+        self.augment = check_augment(augment)
         # A frozen copy: saved in checkpoints, moved with the module, never optimized.
         self.generator_ema = self._frozen_copy(generator) if ema_decay is not None else None
         # Progress in plain ints (no device sync to read them), checkpointed by on_save_checkpoint.
@@ -85,6 +90,11 @@ class GANModule(pl.LightningModule):
         self.g_steps = 0
         # The resolved run config; train.py sets it and checkpoints carry it.
         self.run_config: dict[str, Any] | None = None
+        # Read on the host only at the logging interval and before a checkpoint is written.
+        self.non_finite = NonFiniteWatch()
+        self.weight_growth = WeightGrowth(weight_growth_warning)
+        self._saved_progress: dict[str, int] | None = None  # what the newest checkpoint holds
+        self._epoch_first_step: dict[int, int] = {}  # epoch -> index of its first D step
         self._pending_rng_states: dict[str, Any] | None = None
 
     @staticmethod
@@ -102,6 +112,8 @@ class GANModule(pl.LightningModule):
         return (network or self.generator)(z)
 
     def discriminate(self, x: torch.Tensor, cond: Any = None) -> torch.Tensor:
+        """D's logits for `x`. Every D input goes through here (losses, regularizers), so the
+        augmentation reaches all of them."""
         return self.discriminator(self.augment(x) if self.augment is not None else x)
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, cond: Any = None):
@@ -112,8 +124,14 @@ class GANModule(pl.LightningModule):
         stats = {"train/d_real": real_logits.mean(), "train/d_fake": fake_logits.mean()}
         return loss, stats
 
-    def g_loss(self, fake: torch.Tensor, cond: Any = None):
-        return self.loss.g_loss(self.discriminate(fake, cond).float()), {}
+    def g_loss(self, fake: torch.Tensor, cond: Any = None, real: torch.Tensor | None = None):
+        """Generator loss and the logged statistics of this step. `real` (the real batch) is
+        read only by losses that compare fakes with reals (`loss.needs_real_logits`)."""
+        fake_logits = self.discriminate(fake, cond).float()
+        if not getattr(self.loss, "needs_real_logits", False):
+            return self.loss.g_loss(fake_logits), {}
+        real_logits = None if real is None else self.discriminate(real, cond).float()
+        return self.loss.g_loss(fake_logits, real_logits), {}
 
     # ------------------------------------------------------------------ training
     def noise(self, batch_size: int) -> torch.Tensor:
@@ -131,19 +149,18 @@ class GANModule(pl.LightningModule):
 
         with self.toggled_optimizer(d_opt):
             d_loss, stats = self.d_loss(real, fake.detach(), cond)
-            self._check_finite(d_loss, "train/d_loss")
+            self.watch_finite(d_loss, "train/d_loss")
             penalty = self.d_regularization(real, fake.detach(), cond, stats)
             d_opt.zero_grad(set_to_none=True)
             self.manual_backward(d_loss + penalty)
             d_opt.step()
             self.after_d_step()
-        self.d_steps += 1
         stats["train/d_loss"] = d_loss
 
         if g_step_due:
             with self.toggled_optimizer(g_opt):
-                g_loss, g_stats = self.g_loss(fake, cond)
-                self._check_finite(g_loss, "train/g_loss")
+                g_loss, g_stats = call_g_loss(self, fake, cond, real)
+                self.watch_finite(g_loss, "train/g_loss")
                 g_opt.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
                 g_opt.step()
@@ -151,8 +168,17 @@ class GANModule(pl.LightningModule):
             self.update_ema()
             stats.update(g_stats, **{"train/g_loss": g_loss})
 
+        self.d_steps += 1
         self.images_seen += real.shape[0] * self.trainer.world_size
+        self.log_step(stats)
+
+    def log_step(self, stats: dict[str, torch.Tensor]) -> None:
+        """On logging steps only (`trainer.log_every_n_steps`): log the step's statistics, still
+        as device tensors, and check the run's health. Other steps cost no host sync."""
+        if not self.trainer._logger_connector.should_update_logs:
+            return
         self.log_dict({k: v.detach() for k, v in stats.items()}, prog_bar=False)
+        self.check_health()
 
     def d_regularization(self, real, fake, cond, stats: dict[str, torch.Tensor]):
         """The regularizers due at this D step. Lazy ones (`interval` > 1, as StyleGAN2's R1)
@@ -161,7 +187,7 @@ class GANModule(pl.LightningModule):
         for regularizer in self.d_regularizers:
             if self.d_steps % regularizer.interval == 0:
                 term = regularizer(self, real, fake, cond)
-                self._check_finite(term, f"train/{regularizer.name}")
+                self.watch_finite(term, f"train/{regularizer.name}")
                 stats[f"train/{regularizer.name}"] = term
                 total = total + regularizer.interval * term
         return total
@@ -169,15 +195,82 @@ class GANModule(pl.LightningModule):
     def after_d_step(self) -> None:
         """Called after each discriminator update, with D still the trainable player."""
 
-    def _check_finite(self, loss: torch.Tensor, name: str) -> None:
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"{name} became {loss.item()} at epoch {self.current_epoch}, batch "
-                f"{self.trainer.fit_loop.epoch_loop.batch_idx}, after {self.d_steps} D steps "
-                f"and {self.g_steps} G steps ({self.images_seen} images seen). Training "
-                "stopped before this update; the last good checkpoint is checkpoints/last.ckpt. "
-                "Lower the learning rates or try another loss."
-            )
+    # ------------------------------------------------------------------ health
+    def watch_finite(self, value: torch.Tensor, name: str) -> None:
+        """Remember (on the device, no host sync) whether `value` became NaN or infinite; the
+        run stops at the next health check, naming `name` and the step it happened at."""
+        self.non_finite.observe(name, value, self.d_steps)
+
+    def watched_networks(self) -> dict[str, nn.Module]:
+        """The trained networks whose weight growth is watched, by name."""
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def check_health(self) -> None:
+        """One host read: raise if a watched value became non-finite since training started,
+        and warn when weights explode. Every process of a run stops when one does."""
+        failure = self.non_finite.first_failure()
+        problem = None
+        if failure is not None:
+            name, step, value = failure
+            problem = f"{name} became {value} at D step {step + 1} ({self._step_place(step)})"
+        self._stop_if_any_process(
+            problem,
+            f"Training stopped at epoch {self.current_epoch}, {self.d_steps} D steps and "
+            f"{self.g_steps} G steps. {self.saved_state_note()} Lower the learning rates, check "
+            "the learning-rate schedule or try another loss.",
+        )
+        self.weight_growth.check(
+            self.watched_networks(), f"epoch {self.current_epoch}, D step {self.d_steps}"
+        )
+
+    def _step_place(self, step: int) -> str:
+        """'epoch E, batch B' of the D step with index `step`, from the epochs' first steps."""
+        started = [(first, epoch) for epoch, first in self._epoch_first_step.items()]
+        first, epoch = max((fe for fe in started if fe[0] <= step), default=(0, 0))
+        return f"epoch {epoch}, batch {step - first}"
+
+    def saved_state_note(self) -> str:
+        """What the newest checkpoint of this run holds, for error messages."""
+        paths = [
+            cb.last_model_path or cb.best_model_path
+            for cb in (self._trainer.checkpoint_callbacks if self._trainer else [])
+        ]
+        paths = [p for p in paths if p]
+        if self._saved_progress is None or not paths:
+            return "No checkpoint was written by this run, so nothing broken was saved."
+        return (
+            f"Nothing non-finite was saved: {paths[0]} holds the state after epoch "
+            f"{self._saved_progress['epoch']} ({self._saved_progress['d_steps']} D steps)."
+        )
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_first_step[self.current_epoch] = self.d_steps
+
+    def on_train_end(self) -> None:
+        self.check_health()
+
+    def refuse_non_finite_state(self, checkpoint: dict[str, Any]) -> None:
+        """Never write a checkpoint one would not resume from: the watched losses, then every
+        weight, buffer (BatchNorm statistics, EMA copy) and optimizer moment must be finite."""
+        self.check_health()
+        parts = {part: checkpoint.get(part, {}) for part in ("state_dict", "optimizer_states")}
+        bad = first_non_finite(parts)
+        self._stop_if_any_process(
+            bad and f"{bad} is not finite at epoch {self.current_epoch} ({self.d_steps} D steps)",
+            f"This checkpoint was not written. {self.saved_state_note()} Lower the learning "
+            "rates or check the learning-rate schedule.",
+        )
+
+    def _stop_if_any_process(self, problem: str | None, advice: str) -> None:
+        """Raise on every process when any has a `problem`, so that none is left waiting in a
+        collective (checkpoint gathering, DDP's gradient reduction) for the others."""
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            if not trainer.strategy.reduce_boolean_decision(problem is not None, all=False):
+                return
+            problem = problem or f"process {trainer.global_rank} stopped because another one did"
+        if problem is not None:
+            raise NonFiniteLossError(f"{problem}. {advice}")
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -268,6 +361,7 @@ class GANModule(pl.LightningModule):
     # ------------------------------------------------------------------ shape checks
     def on_fit_start(self) -> None:
         self.check_data_compatibility(self.trainer.datamodule)
+        self.weight_growth.start(self.watched_networks())  # weights as built or as resumed
 
     @torch.no_grad()
     def check_data_compatibility(self, datamodule: Any) -> None:
@@ -304,9 +398,11 @@ class GANModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ checkpoint state
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.refuse_non_finite_state(checkpoint)
+        self._saved_progress = {"epoch": self.current_epoch, "d_steps": self.d_steps}
         checkpoint["ganlab"] = {
             "config": self.run_config,
-            "rng_states": collect_rng_states(),
+            "rng_states": gather_rng_states(),  # one entry per process, by global rank
             # Lets a resumed run continue the same logger runs (e.g. the same W&B run id).
             "logger_versions": {type(lg).__name__: lg.version for lg in self.loggers},
             "progress": {
@@ -318,14 +414,37 @@ class GANModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("ganlab") or {}
-        self.run_config = state.get("config", self.run_config)
+        if self.run_config is None:  # a resumed run keeps the config it runs with
+            self.run_config = state.get("config")
         for key, value in state.get("progress", {}).items():
             setattr(self, key, int(value))
         # Applied when training starts: restoring now would be undone by setup code that
         # draws random numbers between loading and the first batch.
         self._pending_rng_states = state.get("rng_states")
 
+    def setup(self, stage: str) -> None:
+        # After the weights were built alike on every process (same seed), and before anything
+        # is drawn for training: each process gets a stream of its own (see ganlab.utils.rng).
+        if stage == "fit":
+            seed_process_streams(self.global_rank)
+
     def on_train_start(self) -> None:
         if self._pending_rng_states is not None:
-            restore_rng_states(self._pending_rng_states)
+            restore_process_rng_states(
+                self._pending_rng_states, self.global_rank, self.trainer.world_size, self.d_steps
+            )
             self._pending_rng_states = None
+
+
+def call_g_loss(module: GANModule, fake: torch.Tensor, cond: Any, real: torch.Tensor):
+    """`module.g_loss(fake, cond, real=real)`; a subclass whose override takes no `real` (the
+    hook's signature before relativistic losses) is called as `g_loss(fake, cond)`."""
+    if _takes_real(type(module).g_loss):
+        return module.g_loss(fake, cond, real=real)
+    return module.g_loss(fake, cond)
+
+
+@functools.cache
+def _takes_real(hook: Callable[..., Any]) -> bool:
+    parameters = inspect.signature(hook).parameters.values()
+    return any(p.name == "real" or p.kind is p.VAR_KEYWORD for p in parameters)
