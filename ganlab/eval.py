@@ -1,18 +1,22 @@
-"""`ganlab-eval`: score a checkpoint; one JSON object on stdout and beside the checkpoint."""
+"""`ganlab-eval`: score a checkpoint; one JSON object on stdout, then beside the checkpoint."""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganlab.checkpoint import existing_checkpoint, model_from_checkpoint, read_checkpoint
-from ganlab.cli import CONFIG_DIR, user_errors
-from ganlab.metrics.evaluator import SampleQuality
+from ganlab.checks import check_arguments
+from ganlab.cli import entry_point
+from ganlab.errors import ConfigError, GanlabError
+from ganlab.metrics.evaluator import DEFAULT_NUM_SAMPLES, SampleQuality
 from ganlab.sample import pick_device
+
+log = logging.getLogger("ganlab")
 
 EVALUATOR_KEYS = (
     "metrics",
@@ -24,18 +28,56 @@ EVALUATOR_KEYS = (
     "num_reference",
     "seed",
     "use_ema",
+    "isc_splits",
+    "kid_subsets",
+    "kid_subset_size",
+    "prc_neighborhood",
     "cache_dir",
 )
 
 
+def build_evaluator(cfg: DictConfig) -> SampleQuality:
+    arguments = {key: cfg[key] for key in EVALUATOR_KEYS}
+    if isinstance(arguments["metrics"], str):  # metrics=fid means metrics=[fid]
+        arguments["metrics"] = [arguments["metrics"]]
+    check_arguments(SampleQuality, arguments)
+    return SampleQuality(**arguments)
+
+
+def build_data(cfg: DictConfig, run_config: DictConfig, model) -> Any:
+    """The run's datamodule with the command line's `data.*` overrides, refused when they change
+    the shape of the data (the scores would compare against another reference)."""
+    overrides = OmegaConf.to_container(cfg.get("data") or OmegaConf.create({}))
+    datamodule = instantiate(OmegaConf.merge(run_config.data, overrides))
+    produced = tuple(model.sample(1, seed=0).shape[1:])
+    expected = tuple(getattr(datamodule, "sample_shape", produced))
+    if produced != expected:
+        given = " ".join(f"data.{key}={value}" for key, value in overrides.items())
+        raise ConfigError(
+            f"{given or 'the data config'}: the checkpoint's generator makes samples of shape "
+            f"{produced}, but this data has shape {expected}; scored against data of another "
+            "resolution or channels, it would be compared with the wrong reference. Override "
+            f"only where the data lives (e.g. data.root=/datasets) or settings that keep the "
+            f"shape {produced}"
+        )
+    return datamodule
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = existing_checkpoint(cfg.ckpt_path)
-    evaluator = SampleQuality(**{key: cfg[key] for key in EVALUATOR_KEYS})
+    evaluator = build_evaluator(cfg)
     ckpt = read_checkpoint(ckpt_path)
     model, run_config = model_from_checkpoint(ckpt, pick_device(str(cfg.device)))
-    data_config = OmegaConf.merge(run_config.data, cfg.get("data") or {})
-    datamodule = instantiate(data_config)
-    evaluator.resolve_metrics(datamodule)  # a bad metric name fails before any work
+    datamodule = build_data(cfg, run_config, model)
+    metrics = evaluator.resolve_metrics(datamodule)  # a bad metric name fails before any work
+    log.info(
+        "scoring %s: %s of %s generated samples against the %s split of %s",
+        ckpt_path,
+        ", ".join(metrics),
+        evaluator.num_samples or DEFAULT_NUM_SAMPLES[evaluator.kind(datamodule)],
+        evaluator.reference_split,
+        getattr(datamodule, "name", "the data"),
+    )
     context = {
         "epoch": ckpt.get("epoch"),
         "step": ckpt.get("global_step"),
@@ -44,16 +86,25 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     result = evaluator.evaluate(model, datamodule, context=context)
     record = {"checkpoint": str(ckpt_path.resolve()), **result.record()}
+    text = json.dumps(record, indent=2)
+    # Printed before it is written: a file that cannot be written never costs the scores.
+    print(text, flush=True)
     out = ckpt_path.with_suffix(".eval.json")
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    try:
+        out.write_text(text + "\n")
+    except OSError as err:
+        raise GanlabError(
+            f"the scores are printed above, but they could not be written to {out} "
+            f"({err.strerror or err}); remove or rename what is in the way, or keep the "
+            "printed JSON (ganlab-eval ... > scores.json)"
+        ) from err
+    log.info("wrote the scores to %s", out.resolve())
     return record
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@entry_point("ganlab-eval", "eval", free_keys=("data",))
 def main(cfg: DictConfig) -> None:
-    with user_errors("ganlab-eval"):
-        evaluate(cfg)
+    evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,20 @@
-"""`ganlab-sample`: export samples of a trained checkpoint as .npz arrays or a .png grid."""
+"""`ganlab-sample`: export samples of a trained checkpoint as .npz arrays or a .png picture (a grid
+of images, or a scatter plot of 2D points over the data's modes)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
 from ganlab.checkpoint import load_model
-from ganlab.cli import CONFIG_DIR, user_errors
+from ganlab.cli import entry_point, positive_int
 from ganlab.errors import ConfigError
+from ganlab.plots import scatter_plot
 
 OUTPUT_FORMATS = (".npz", ".png")
 
@@ -31,7 +33,12 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def write_samples(path: Path, samples: torch.Tensor, labels: torch.Tensor | None) -> None:
+def write_samples(
+    path: Path,
+    samples: torch.Tensor,
+    labels: torch.Tensor | None,
+    centers: torch.Tensor | None = None,  # 2D points: the real modes, marked on the plot
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
         arrays = {"samples": samples.cpu().numpy().astype(np.float32)}
@@ -46,10 +53,12 @@ def write_samples(path: Path, samples: torch.Tensor, labels: torch.Tensor | None
             value_range=(-1, 1),
         )
         save_image(grid, path)
+    elif samples.dim() == 2 and samples.shape[1] == 2:
+        scatter_plot(samples, centers).save(path)
     else:
         raise ConfigError(
             f"out={str(path)!r}: samples of shape {tuple(samples.shape[1:])} are not images; "
-            "write them to a .npz file"
+            "write them to a .npz file (a .png holds images or 2D points)"
         )
 
 
@@ -73,27 +82,31 @@ def sample(cfg: DictConfig) -> Path:
     out = Path(str(cfg.out))
     if out.suffix not in OUTPUT_FORMATS:
         raise ConfigError(f"out={str(out)!r} must end in one of {OUTPUT_FORMATS}")
-    if int(cfg.num_samples) < 1:
-        raise ConfigError(f"num_samples={cfg.num_samples} must be a positive integer")
-    model, _ = load_model(cfg.ckpt_path, pick_device(str(cfg.device)))
-    labels = _labels(cfg.labels, int(cfg.num_samples), model)
+    num_samples, batch_size = positive_int(cfg, "num_samples"), positive_int(cfg, "batch_size")
+    if cfg.seed is not None and (isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int)):
+        raise ConfigError(f"seed={cfg.seed!r} must be an integer, or null for fresh latents")
+    model, run_config = load_model(cfg.ckpt_path, pick_device(str(cfg.device)))
+    labels = _labels(cfg.labels, num_samples, model)
     samples = model.sample(
-        int(cfg.num_samples),
+        num_samples,
         labels=labels,
         seed=cfg.seed,
         use_ema=bool(cfg.use_ema),
-        batch_size=int(cfg.batch_size),
+        batch_size=batch_size,
     )
     label_tensor = torch.as_tensor(labels, dtype=torch.long) if labels is not None else None
-    write_samples(out, samples, label_tensor)
+    centers = None
+    if out.suffix == ".png" and samples.dim() == 2:
+        # the run's data config rebuilds the mixture (cheap: toy data is drawn at setup only)
+        centers = getattr(instantiate(run_config.data), "centers", None)
+    write_samples(out, samples, label_tensor, centers)
     print(f"wrote {len(samples)} samples of shape {tuple(samples.shape[1:])} to {out.resolve()}")
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
+@entry_point("ganlab-sample", "sample")
 def main(cfg: DictConfig) -> None:
-    with user_errors("ganlab-sample"):
-        sample(cfg)
+    sample(cfg)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 def test_unknown_option_names_it_and_the_accepted_ones(tmp_path):
     result = run_command("ganlab-train", "model=nope", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "Could not find 'model/nope'" in result.stderr
+    assert result.returncode == 2
+    assert "ganlab-train: error: model=nope is not an option of model" in result.stderr
     for option in ("dcgan", "gan_mlp", "toy_mlp"):
         assert option in result.stderr
 

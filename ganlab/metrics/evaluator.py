@@ -8,6 +8,7 @@ logs the same number and the number does not depend on the world size.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ganlab.data.base import collate_batch
 from ganlab.errors import ConfigError
@@ -23,6 +23,9 @@ from ganlab.metrics.extractors import cache_dir as default_cache_dir
 from ganlab.metrics.fidelity import IMAGE_METRICS, FeatureExtractor, scores_from_features
 from ganlab.metrics.modes import mode_coverage
 from ganlab.metrics.reference import ReferenceCache, protocol_key
+from ganlab.utils.progress import progress
+
+log = logging.getLogger("ganlab")
 
 POINT_METRICS = ("modes",)
 # PacGAN's protocol for 2D mixtures; for images, a CPU-affordable default (set 50000 for papers).
@@ -172,9 +175,8 @@ class SampleQuality:
         return self.use_ema and getattr(model, "generator_ema", None) is not None
 
     def _generated_batches(self, model, start: int, stop: int) -> Iterator[torch.Tensor]:
-        # A bar with an ETA at a terminal (tqdm's disable=None), nothing in logs and CI.
         starts = range(start, stop, self.batch_size)
-        for lo in tqdm(starts, desc="generating and extracting", leave=False, disable=None):
+        for lo in progress(starts, "generating and extracting"):
             n = min(self.batch_size, stop - lo)
             yield model.sample(n, seed=self.seed, start=lo, use_ema=self.use_ema).cpu()
 
@@ -262,5 +264,12 @@ class SampleQuality:
         )
         subset = torch.utils.data.Subset(dataset, range(limit))
         loader = DataLoader(subset, self.batch_size, collate_fn=collate_batch)
-        batches = tqdm(loader, desc="reference features", leave=False, disable=None)
+        log.info(
+            "extracting the features of %d real samples (%s, %s split) once; later evaluations "
+            "read them from the cache",
+            limit,
+            datamodule.name,
+            self.reference_split,
+        )
+        batches = progress(loader, f"reference features of {datamodule.name}")
         return extractor.extract(batch[datamodule.data_key] for batch in batches)
