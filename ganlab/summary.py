@@ -1,7 +1,9 @@
 """`ganlab-summary DIR`: one table of finished runs, mean ± std across seeds per configuration.
 
-A configuration is what a run's command-line overrides (`.hydra/overrides.yaml`) set apart from
-the other runs', seeds aside; a run's scores are the last record of its `metrics.json`.
+A configuration is what sets a run apart from the other runs: its command-line overrides
+(`.hydra/overrides.yaml`), seeds aside, and the protocol of its scores (`eval.<key>=<value>`,
+e.g. the number of generated samples or the feature extractor), so that scores measured
+differently never share a row. A run's scores are the last record of its `metrics.json`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,20 @@ from typing import Any
 
 import yaml
 
+# Overrides that do not set a configuration apart: the seed is what a row averages over, and
+# the evaluation settings show in the protocol (only where they change it).
 IGNORED_OVERRIDES = ("seed=", "hydra.", "hparams_search=", "callbacks.sample_quality.", "paths.")
+# Protocol entries that do not change what a score measures: when in training it was taken,
+# the number of processes (scores are identical for any), the 2D data's draw (mode counts use
+# the mixture's centres and std only), and the latent range implied by the sample count.
+IGNORED_PROTOCOL = (
+    "epoch",
+    "step",
+    "images_seen",
+    "world_size",
+    "reference.seed",
+    "latents.indices",
+)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -31,27 +46,69 @@ def overrides(run_dir: Path) -> frozenset[str]:
     return frozenset(o for o in given or [] if not o.lstrip("+~").startswith(IGNORED_OVERRIDES))
 
 
-def final_scores(run_dir: Path) -> dict[str, float]:
+def run_seed(run_dir: Path) -> Any:
+    return (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("seed")
+
+
+def last_record(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "metrics.json"
-    if not path.is_file():
-        return {}
-    history = json.loads(path.read_text())
-    return history[-1]["scores"] if history else {}
+    history = json.loads(path.read_text()) if path.is_file() else []
+    return history[-1] if history else {}
+
+
+def final_scores(run_dir: Path) -> dict[str, float]:
+    return last_record(run_dir).get("scores", {})
+
+
+def flat_protocol(protocol: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"kid": {"subset_size": 100}} -> {"kid.subset_size": "100"}, without IGNORED_PROTOCOL."""
+    flat: dict[str, str] = {}
+    for key, value in protocol.items():
+        name = f"{prefix}{key}"
+        if name in IGNORED_PROTOCOL:
+            continue
+        if isinstance(value, dict) and value:
+            flat.update(flat_protocol(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if not isinstance(value, str) else value
+    return flat
+
+
+def run_labels(run_dirs: list[Path]) -> dict[Path, str]:
+    """Each run's configuration: the overrides and protocol entries in which the runs differ.
+    Runs alike in both are labelled by the overrides they share, or "(defaults)"."""
+    given = {run_dir: overrides(run_dir) for run_dir in run_dirs}
+    protocols = {
+        run_dir: flat_protocol(last_record(run_dir).get("protocol", {})) for run_dir in run_dirs
+    }
+    shared = frozenset.intersection(*given.values()) if given else frozenset()
+    scored = [p for p in protocols.values() if p]  # runs without scores have no protocol
+    keys = sorted({k for p in scored for k in p})
+    differing = [k for k in keys if len({p.get(k) for p in scored}) > 1]
+    labels = {}
+    for run_dir in run_dirs:
+        protocol = protocols[run_dir]
+        parts = sorted(given[run_dir] - shared) or sorted(given[run_dir])
+        parts += [f"eval.{k}={protocol.get(k, '-')}" for k in differing if protocol]
+        labels[run_dir] = " ".join(parts) or "(defaults)"
+    return labels
 
 
 def summarize(root: Path, metrics: list[str] | None = None) -> list[dict[str, Any]]:
-    """One row per configuration: its number of runs, and per metric (mean, std, count)."""
-    runs = {run_dir: overrides(run_dir) for run_dir in find_runs(root)}
-    shared = frozenset.intersection(*runs.values()) if runs else frozenset()
-    groups: dict[str, list[dict[str, float]]] = defaultdict(list)
-    for run_dir, given in runs.items():
-        groups[" ".join(sorted(given - shared)) or "(all alike)"].append(final_scores(run_dir))
-    names = metrics or sorted({k for runs in groups.values() for scores in runs for k in scores})
+    """One row per configuration: its number of runs, their seeds, and per metric
+    (mean, std, count)."""
+    run_dirs = find_runs(root)
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for run_dir, label in run_labels(run_dirs).items():
+        groups[label].append(run_dir)
+    scores = {run_dir: final_scores(run_dir) for run_dir in run_dirs}
+    names = metrics or sorted({k for s in scores.values() for k in s})
     rows = []
-    for config, runs in sorted(groups.items()):
-        row: dict[str, Any] = {"configuration": config, "runs": len(runs)}
+    for config, members in sorted(groups.items()):
+        seeds = sorted((run_seed(r) for r in members), key=lambda s: (s is None, str(s)))
+        row: dict[str, Any] = {"configuration": config, "runs": len(members), "seeds": seeds}
         for name in names:
-            values = [s[name] for s in runs if name in s]
+            values = [scores[r][name] for r in members if name in scores[r]]
             std = statistics.stdev(values) if len(values) > 1 else math.nan
             row[name] = (statistics.fmean(values) if values else math.nan, std, len(values))
         rows.append(row)
@@ -61,10 +118,10 @@ def summarize(root: Path, metrics: list[str] | None = None) -> list[dict[str, An
 def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no finished runs"
-    names = [k for k in rows[0] if k not in ("configuration", "runs")]
+    names = [k for k in rows[0] if k not in ("configuration", "runs", "seeds")]
     lines = [
-        "| configuration | runs | " + " | ".join(names) + " |",
-        "|---|---|" + "---|" * len(names),
+        "| configuration | runs | seeds | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
     ]
     for row in rows:
         cells = []
@@ -74,7 +131,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 cells.append("-")
             else:
                 cells.append(f"{mean:.4g}" + (f" ± {std:.2g}" if count > 1 else ""))
-        lines.append(f"| {row['configuration']} | {row['runs']} | " + " | ".join(cells) + " |")
+        seeds = ", ".join("-" if s is None else str(s) for s in row["seeds"])
+        lines.append(
+            f"| {row['configuration']} | {row['runs']} | {seeds} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
-from ganlab.checkpoint import existing_checkpoint, read_checkpoint
-from ganlab.cli import CONFIG_DIR, resolve, user_errors
+from ganlab.checkpoint import checkpoint_to_resume
+from ganlab.cli import choice, entry_point, resolve
 from ganlab.loggers import finish_runs
+from ganlab.resume import check_resume_changes, flatten, resume_callbacks
+from ganlab.run_end import StepCounter, removed_unless_started, report_final_scores
 
 log = logging.getLogger("ganlab")
 
@@ -27,35 +30,32 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node is not None]
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"model": {"n_critic": 5}} -> {"model.n_critic": 5}: filterable columns in run tables."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def continue_logger_runs(cfg: DictConfig, ckpt_path: Path) -> None:
+def continue_logger_runs(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
     """A resumed run logs into the same W&B run as the interrupted one."""
     wandb = (cfg.get("logger") or {}).get("wandb")
-    versions = read_checkpoint(ckpt_path)["ganlab"].get("logger_versions", {})
+    versions = ckpt["ganlab"].get("logger_versions", {})
     if wandb is not None and wandb.get("id") is None and versions.get("WandbLogger"):
         with open_dict(wandb):
             wandb.id = versions["WandbLogger"]
             wandb.resume = "allow"
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, float]:
+    """Fit the run `cfg` describes; `extra_callbacks` join the configured ones."""
     resolve(cfg)
-    ckpt_path = existing_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
-    if ckpt_path is not None:
-        continue_logger_runs(cfg, ckpt_path)
+    ckpt_path, resumed_callbacks = None, []
+    if cfg.get("ckpt_path"):
+        # Read (safely) and checked before anything runs; a newest file that a killed write
+        # left unreadable gives way to the previous one.
+        ckpt_path, ckpt = checkpoint_to_resume(cfg.ckpt_path)
+        continue_logger_runs(cfg, ckpt)
+        run_config = OmegaConf.to_container(cfg, resolve=True)
+        changes = check_resume_changes(ckpt["ganlab"]["config"], run_config, ckpt_path)
+        resumed_callbacks = resume_callbacks(changes)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    else:  # no seed left over from an earlier run in this process (tests, notebooks)
+        os.environ.pop("PL_GLOBAL_SEED", None)
 
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
@@ -64,7 +64,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     progress_bar = cfg.trainer.get("enable_progress_bar")
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
+        callbacks=instantiate_group(cfg.get("callbacks")) + resumed_callbacks + [*extra_callbacks],
         logger=instantiate_group(cfg.get("logger")) or False,
         enable_progress_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
     )
@@ -75,12 +75,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     failed = True
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         failed = False
     finally:
         finish_runs(trainer.loggers, failed)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    report_final_scores(trainer)
     rank_zero_only(log.info)("run directory: %s", output_dir.resolve())
     return metrics
 
@@ -92,10 +93,17 @@ def _announce_run(cfg: DictConfig, output_dir: Path) -> None:
     log.info("run directory: %s", output_dir.resolve())
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@entry_point("ganlab-train", "train")
 def main(cfg: DictConfig) -> float | None:
-    with user_errors("ganlab-train"):
-        metrics = train(cfg)
+    if choice("debug") not in ("None", "?"):
+        log.warning(
+            "debug=%s checks a composition: its scores come from a few hundred samples and a "
+            "small reference set, and are not comparable with other runs' scores",
+            choice("debug"),
+        )
+    steps = StepCounter()
+    with removed_unless_started(Path(cfg.paths.output_dir), steps):
+        metrics = train(cfg, extra_callbacks=[steps])
         # A sweeper (e.g. Optuna) minimizes the metric named by `optimized_metric`.
         name = cfg.get("optimized_metric")
         return metrics.get(name) if name else None

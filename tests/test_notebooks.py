@@ -2,11 +2,14 @@
 
 import shutil
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from tests.conftest import REPO_ROOT
+
+nbformat = pytest.importorskip("nbformat", reason="the dev extra is absent")
+nbclient = pytest.importorskip("nbclient", reason="the dev extra is absent")
+pytest.importorskip("matplotlib", reason="the notebooks plot with matplotlib (dev extra)")
+pytest.importorskip("ipykernel", reason="the notebooks need a Python kernel (dev extra)")
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
@@ -26,10 +29,11 @@ def test_there_are_the_two_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     shutil.copy(path, tmp_path / path.name)
     notebook = nbformat.read(tmp_path / path.name, as_version=4)
-    client = NotebookClient(
+    client = nbclient.NotebookClient(
         notebook,
         timeout=600,
         kernel_name="python3",
@@ -41,5 +45,5 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
         assert "checkpoints/last.ckpt" in text and "samples/epoch_0004.png" in text
         assert "'fid':" in text and "'feature_extractor': 'ganlab-digits'" in text
     else:
-        assert "| configuration | runs | fid | is_mean | precision | recall |" in text
-        assert "| loss._target_=ganlab.losses.HingeLoss" in text or "| loss=hinge | 2 |" in text
+        assert "| configuration | runs | seeds | fid | is_mean | precision | recall |" in text
+        assert "| loss=hinge | 2 | 0, 1 |" in text

@@ -18,7 +18,9 @@ def final_fid(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())[-1]["scores"]["fid"]
 
 
+@pytest.mark.slow
 def test_optuna_search_runs_each_trial_and_reports_the_best(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the sweep extra is absent")
     result = run_command(
         "ganlab-train",
         "-m",
@@ -45,6 +47,7 @@ def test_optuna_search_runs_each_trial_and_reports_the_best(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_grid_sweep_and_its_summary_table(tmp_path, capsys):
     result = run_command(
         "ganlab-train", "-m", "seed=0,1", "loss=bce,hinge", *FAST, *SMALL_DCGAN, cwd=tmp_path
@@ -55,12 +58,12 @@ def test_grid_sweep_and_its_summary_table(tmp_path, capsys):
     assert len(runs) == 4
     assert summary_main([str(sweep), "--metrics", "fid,is_mean"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0] == "| configuration | runs | fid | is_mean |"
+    assert table[0] == "| configuration | runs | seeds | fid | is_mean |"
     rows = {line.split(" | ")[0].strip("| "): line for line in table[2:]}
     assert set(rows) == {"loss=bce", "loss=hinge"}
     bce = [final_fid(p) for p in runs if "loss=bce" in (p / ".hydra/overrides.yaml").read_text()]
     mean = sum(bce) / 2
-    assert f"| loss=bce | 2 | {mean:.4g} ± " in rows["loss=bce"]
+    assert f"| loss=bce | 2 | 0, 1 | {mean:.4g} ± " in rows["loss=bce"]
 
 
 def test_summary_of_a_missing_directory_is_an_error(tmp_path, capsys):
@@ -69,6 +72,7 @@ def test_summary_of_a_missing_directory_is_an_error(tmp_path, capsys):
 
 
 def test_slurm_launcher_config_composes_from_the_trainer(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the sweep extra is absent")
     result = run_command(
         "ganlab-train",
         "hydra/launcher=slurm",
@@ -87,7 +91,9 @@ def test_slurm_launcher_config_composes_from_the_trainer(tmp_path):
     assert launcher["partition"] == "gpu"
 
 
+@pytest.mark.slow
 def test_local_submitit_launcher_runs_a_two_job_sweep(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the sweep extra is absent")
     result = run_command(
         "ganlab-train", "-m", "hydra/launcher=local", "seed=0,1", *FAST, *SMALL_DCGAN, cwd=tmp_path
     )

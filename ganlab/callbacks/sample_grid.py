@@ -1,4 +1,5 @@
-"""A grid of samples from fixed latents, saved as PNG and handed to the loggers."""
+"""A grid of samples from fixed latents (a scatter plot for 2D points), saved as PNG and handed
+to the loggers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
+from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid, save_image
+
+from ganlab.plots import scatter_plot
 
 
 def class_grid_samples(model: pl.LightningModule, per_class: int, seed: int) -> torch.Tensor:
@@ -27,7 +31,8 @@ class SampleGrid(pl.Callback):
     grids of one run show how the same samples evolve. Written to `dirpath/epoch_XXXX.png`.
 
     Conditional models get one row per class instead: `per_class` columns, the same latent in
-    every row of a column."""
+    every row of a column. 2D points (toy mixtures) get a scatter plot of `num_points` samples
+    over the data's mode centres instead."""
 
     def __init__(
         self,
@@ -36,17 +41,20 @@ class SampleGrid(pl.Callback):
         every_n_epochs: int = 1,
         seed: int = 0,
         per_class: int = 8,
+        num_points: int = 1000,
     ):
-        if num_samples < 1 or every_n_epochs < 1 or per_class < 1:
+        if min(num_samples, every_n_epochs, per_class, num_points) < 1:
             raise ValueError(
-                f"SampleGrid needs num_samples, every_n_epochs and per_class >= 1, got "
-                f"num_samples={num_samples}, every_n_epochs={every_n_epochs}, per_class={per_class}"
+                f"SampleGrid needs num_samples, every_n_epochs, per_class and num_points >= 1, "
+                f"got num_samples={num_samples}, every_n_epochs={every_n_epochs}, "
+                f"per_class={per_class}, num_points={num_points}"
             )
         self.dirpath = Path(dirpath)
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
         self.seed = seed
         self.per_class = per_class
+        self.num_points = num_points
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -54,18 +62,24 @@ class SampleGrid(pl.Callback):
         last_epoch = trainer.should_stop or epoch + 1 == trainer.max_epochs
         if (epoch + 1) % self.every_n_epochs and not last_epoch:
             return
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path = self.dirpath / f"epoch_{epoch:04d}.png"
         if getattr(pl_module, "conditional", False):
             samples, nrow = class_grid_samples(pl_module, self.per_class, self.seed), self.per_class
         else:
             samples = pl_module.sample(self.num_samples, seed=self.seed).cpu()
             nrow = int(self.num_samples**0.5)
-        if samples.dim() != 4:
-            return  # not images (e.g. 2D points); their plots belong to other callbacks
-        grid = make_grid(samples, nrow=nrow, normalize=True, value_range=(-1, 1))
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        path = self.dirpath / f"epoch_{epoch:04d}.png"
-        save_image(grid, path)
-        self._log_image(trainer, grid, path, epoch)
+        if samples.dim() == 4:
+            grid = make_grid(samples, nrow=nrow, normalize=True, value_range=(-1, 1))
+            save_image(grid, path)
+            self._log_image(trainer, grid, path, epoch)
+            return
+        # 2D points: a scatter plot over the real modes, with more samples than a grid holds
+        points = pl_module.sample(self.num_points, seed=self.seed).cpu()
+        centers = getattr(trainer.datamodule, "centers", None)
+        picture = scatter_plot(points, centers, title=f"epoch {epoch}")
+        picture.save(path)
+        self._log_image(trainer, pil_to_tensor(picture), path, epoch)
 
     @staticmethod
     def _log_image(trainer: pl.Trainer, grid: torch.Tensor, path: Path, epoch: int) -> None:
