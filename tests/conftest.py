@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -12,9 +13,10 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from ganlab.cli import CONFIG_DIR, compose_run
+from ganlab.cli import compose_run
 
-REPO_ROOT = Path(CONFIG_DIR).parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.interrupts"]  # Ctrl-C and SIGTERM stop the whole session
 
 # Small networks and few batches: every test run finishes in seconds.
 FAST = [
@@ -65,12 +67,26 @@ def make_config(tmp_path):
     return make
 
 
+def command_line(script: str) -> list[str]:
+    """How to start a ganlab console script (`ganlab-train`) of the Python running the tests: the
+    script beside the interpreter (a virtual environment), else on PATH when it belongs to this
+    interpreter's installation, else `python -m ganlab.train`."""
+    beside = Path(sys.executable).with_name(script)
+    if beside.is_file():
+        return [str(beside)]
+    on_path = shutil.which(script)
+    if on_path:
+        shebang = Path(on_path).read_text(errors="ignore").partition("\n")[0].removeprefix("#!")
+        if Path(shebang.strip()).resolve() == Path(sys.executable).resolve():
+            return [on_path]
+    return [sys.executable, "-m", "ganlab." + script.removeprefix("ganlab-")]
+
+
 def run_command(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None):
     """Run a ganlab console script as a user would; returns the CompletedProcess."""
-    script = Path(sys.executable).with_name(args[0])
     full_env = {**os.environ, "GANLAB_RUNS_DIR": str(cwd / "runs"), **(env or {})}
     return subprocess.run(
-        [str(script), *args[1:]],
+        [*command_line(args[0]), *args[1:]],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import FAST, REPO_ROOT, SMALL_DCGAN
 
 
@@ -19,6 +21,7 @@ def run_script(name: str, *args: str, tmp_path) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_modes_benchmark_tables_each_recipe_and_layout(tmp_path):
     out = tmp_path / "modes.json"
     stdout = run_script(
@@ -55,6 +58,7 @@ def test_modes_benchmark_rejects_an_unknown_recipe(tmp_path):
     assert "--recipes: 'veegan' is not one of gan, wgan_gp, unrolled, best" in result.stderr
 
 
+@pytest.mark.slow
 def test_families_benchmark_tables_fid_and_is(tmp_path):
     out = tmp_path / "families.json"
     stdout = run_script(

@@ -11,6 +11,7 @@ from tests.support import read_wandb_run
 
 
 def test_tensorboard_logger_writes_scalars_and_sample_grids(make_config, tmp_path):
+    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train(make_config(*SMALL_DCGAN, "logger=tensorboard"))
@@ -23,6 +24,7 @@ def test_tensorboard_logger_writes_scalars_and_sample_grids(make_config, tmp_pat
 
 @pytest.fixture
 def no_wandb_account(monkeypatch, tmp_path):
+    pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc from `wandb login`

@@ -80,4 +80,3 @@ def test_packed_discriminator_judges_consecutive_samples_jointly():
         packed(x[:4])
     with pytest.raises(ValueError, match=r"pack=0 must be an integer >= 1"):
         Packed(inner, pack=0)
-

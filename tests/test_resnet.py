@@ -142,7 +142,7 @@ def test_dcgan_and_mlp_discriminators_take_the_switch():
 def test_spectral_norm_discriminators_train(make_config, tmp_path, overrides):
     # `+`: the switch is a constructor default, not a key of the dcgan and gan_mlp configs.
     train(make_config("+model.discriminator.spectral_norm=true", *overrides))
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert any(".parametrizations.weight.original" in key for key in ckpt["state_dict"])
     assert ckpt["ganlab"]["progress"]["d_steps"] == 3
 
@@ -156,6 +156,6 @@ def test_sngan_trains_through_the_real_config(make_config, tmp_path):
         "model.n_critic=2",  # three batches: three D steps and one G step
     )
     train(cfg)
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["ganlab"]["progress"] == {"images_seen": 48, "d_steps": 3, "g_steps": 1}
     assert ckpt["ganlab"]["config"]["model"]["discriminator"]["spectral_norm"] is True
