@@ -1,4 +1,5 @@
-"""Plain `nn.Module` generators and discriminators. Discriminators return logits of shape (B,)."""
+"""Plain `nn.Module` generators and discriminators. Discriminators return logits of shape (B,),
+except the PatchGAN, which returns a map of patch logits (B, 1, h, w)."""
 
 from ganlab.networks.conditional import (
     ACGANDiscriminator,
@@ -8,10 +9,15 @@ from ganlab.networks.conditional import (
     ProjectionMLPDiscriminator,
 )
 from ganlab.networks.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganlab.networks.inpainting import GatedInpaintingGenerator
 from ganlab.networks.layers import ConditionalBatchNorm2d, spectral_norm_
 from ganlab.networks.mlp import MLPDiscriminator, MLPGenerator
 from ganlab.networks.packing import Packed
+from ganlab.networks.patchgan import PatchGANDiscriminator, patchgan_receptive_field
 from ganlab.networks.resnet import ResNetDiscriminator, ResNetGenerator
+from ganlab.networks.resnet_translator import ResNetTranslator
+from ganlab.networks.srresnet import MSRResNet, RRDBNet
+from ganlab.networks.unet import UnetGenerator
 
 __all__ = [
     "ACGANDiscriminator",
@@ -20,12 +26,19 @@ __all__ = [
     "ConditionalMLPGenerator",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "GatedInpaintingGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
+    "MSRResNet",
     "Packed",
+    "PatchGANDiscriminator",
     "ProjectionDCGANDiscriminator",
     "ProjectionMLPDiscriminator",
+    "RRDBNet",
     "ResNetDiscriminator",
     "ResNetGenerator",
+    "ResNetTranslator",
+    "UnetGenerator",
+    "patchgan_receptive_field",
     "spectral_norm_",
 ]
