@@ -52,8 +52,18 @@ def _remove_unstarted(output_dir: Path) -> None:
     if not all(name in WRITTEN_AT_START or name.endswith(".log") for name in names):
         return  # something else lives there (e.g. hydra.run.dir=.): not ours to remove
     shutil.rmtree(output_dir, ignore_errors=True)
-    with contextlib.suppress(OSError):  # its <model>_<data> folder too, when nothing else is there
-        output_dir.parent.rmdir()
+    # Its <model>_<data> folder too when nothing else is there, and the folders above it that
+    # are left empty inside the working directory (runs/train, runs in a fresh folder).
+    cwd = Path.cwd().resolve()
+    for parent in output_dir.resolve().parents:
+        if parent != output_dir.resolve().parent and not parent.is_relative_to(cwd):
+            break
+        if parent == cwd:
+            break
+        with contextlib.suppress(OSError):
+            parent.rmdir()  # only an empty folder
+            continue
+        break
     log.info("removed the run directory %s: the run stopped before its first step", output_dir)
 
 
