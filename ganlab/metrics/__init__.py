@@ -8,6 +8,7 @@ from ganlab.metrics.extractors import (
     register_extractors,
     weights_sha256,
 )
+from ganlab.metrics.translation import TranslationScores, load_lpips, lpips_backbone_file
 
 register_extractors()  # torch-fidelity finds "ganlab-digits" and "ganlab-tiny" by name
 
@@ -15,7 +16,10 @@ __all__ = [
     "DigitsExtractor",
     "ExtractorError",
     "TinyExtractor",
+    "TranslationScores",
     "cache_dir",
+    "load_lpips",
+    "lpips_backbone_file",
     "register_extractors",
     "weights_sha256",
 ]
