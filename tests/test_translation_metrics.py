@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ganlab.errors import ConfigError
 from ganlab.metrics.translation import (
@@ -161,12 +160,9 @@ def test_ssim_matches_the_gaussian_valid_region_formula():
     scores = TranslationScores()
     scores.update(from_uint8(fake), from_uint8(real))
     expected = np.mean([reference_ssim(f, r) for f, r in zip(fake, real, strict=True)])
+    # (torchmetrics 1.9's own SSIM mean counts the reflection-padded border, which the
+    # literature drops, while 1.4's does not: ganlab crops the SSIM map itself on every version)
     assert scores.compute()["ssim"] == pytest.approx(expected, abs=1e-9)
-    # torchmetrics' own mean also counts the reflection-padded border, which the literature drops
-    padded = structural_similarity_index_measure(
-        torch.from_numpy(fake), torch.from_numpy(real), data_range=255.0
-    )
-    assert abs(float(padded) - expected) > 1e-4
 
 
 def test_ssim_matches_scikit_image():
