@@ -41,8 +41,7 @@ def test_watch_remembers_the_first_non_finite_step_and_value():
         watch.observe("train/d_loss", torch.tensor(value), step)
         watch.observe("train/g_loss", torch.tensor(float("nan") if step == 3 else 0.0), step)
     assert watch.first_failure() == ("train/d_loss", 2, float("inf"))
-    watch.reset()
-    assert watch.first_failure() is None
+    assert NonFiniteWatch().first_failure() is None
 
 
 def test_first_non_finite_finds_nested_optimizer_moments():

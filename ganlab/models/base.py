@@ -95,7 +95,8 @@ class GANModule(pl.LightningModule):
         self.weight_growth = WeightGrowth(weight_growth_warning)
         self._saved_progress: dict[str, int] | None = None  # what the newest checkpoint holds
         self._epoch_first_step: dict[int, int] = {}  # epoch -> index of its first D step
-        self._pending_rng_states: dict[str, Any] | None = None
+        # Every process's RNG states from a checkpoint, restored when training starts.
+        self._pending_rng_states: list[Any] | dict[str, Any] | None = None
 
     @staticmethod
     def _frozen_copy(module: nn.Module) -> nn.Module:

@@ -45,10 +45,6 @@ class NonFiniteWatch:
         step, i = min(bad)
         return names[i], step, float(self._value[names[i]].cpu())
 
-    def reset(self) -> None:
-        self._step.clear()
-        self._value.clear()
-
 
 def first_non_finite(tensors: Mapping[str, Any], prefix: str = "") -> str | None:
     """The name of the first floating-point tensor in a (nested) state dict that holds a NaN or an
