@@ -24,6 +24,7 @@ from ganlab.losses.adversarial import (
     wasserstein_g_loss,
 )
 from ganlab.losses.augment import DiffAugment
+from ganlab.losses.perceptual import PerceptualLoss
 from ganlab.losses.regularizers import (
     R1,
     GradientPenalty,
@@ -34,6 +35,7 @@ from ganlab.losses.regularizers import (
 
 __all__ = [
     "DiffAugment",
+    "PerceptualLoss",
     "GradientPenalty",
     "R1",
     "Regularizer",

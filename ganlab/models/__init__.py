@@ -2,7 +2,25 @@
 
 from ganlab.models.base import GANModule
 from ganlab.models.conditional import ConditionalGAN
+from ganlab.models.cyclegan import CycleGAN, ImagePool
+from ganlab.models.restoration import InpaintingGAN, WatermarkRemovalGAN
+from ganlab.models.schedules import LinearDecay
+from ganlab.models.superres import SRGAN
+from ganlab.models.translation import PairedTranslationGAN, TranslationMixin
 from ganlab.models.unrolled import UnrolledGAN
 from ganlab.models.wgan import WGAN
 
-__all__ = ["ConditionalGAN", "GANModule", "UnrolledGAN", "WGAN"]
+__all__ = [
+    "ConditionalGAN",
+    "CycleGAN",
+    "GANModule",
+    "ImagePool",
+    "InpaintingGAN",
+    "LinearDecay",
+    "PairedTranslationGAN",
+    "SRGAN",
+    "TranslationMixin",
+    "UnrolledGAN",
+    "WatermarkRemovalGAN",
+    "WGAN",
+]

@@ -37,9 +37,16 @@ class GANModule(pl.LightningModule):
     Variants override `d_loss`/`g_loss` (a different objective), `condition` (what the networks
     are conditioned on), `after_d_step` (e.g. weight clipping), or `training_step` when the
     dynamics differ.
+
+    A player may be a group of networks: `generator` and `discriminator` can be `nn.ModuleDict`s
+    (CycleGAN's two generators and two discriminators). Each player group has one optimizer; the
+    EMA copy, checkpoints, health checks and sampling work on the whole group.
     """
 
     conditional = False  # whether `sample` takes labels
+    # What sampling starts from: "latent" (`sample(n)`) or "image" (translation models:
+    # `translate(inputs)`; ganlab-sample inputs=...).
+    input_kind = "latent"
 
     def __init__(
         self,
@@ -48,7 +55,7 @@ class GANModule(pl.LightningModule):
         loss: AdversarialLoss,  # the (d_loss, g_loss) objective pair
         g_optimizer: OptimizerFactory,  # partial optimizer, completed with G's parameters
         d_optimizer: OptimizerFactory,  # partial optimizer, completed with D's parameters
-        latent_dim: int,  # size of z
+        latent_dim: int | None = None,  # size of z; None for models that take no latents
         n_critic: int = 1,  # discriminator steps per generator step
         ema_decay: float | None = 0.999,  # EMA generator decay; None turns the EMA off
         ema_warmup: bool = True,  # ramp the decay from 0 so early EMA weights are not stale
@@ -135,7 +142,9 @@ class GANModule(pl.LightningModule):
         return self.loss.g_loss(fake_logits, real_logits), {}
 
     # ------------------------------------------------------------------ training
-    def noise(self, batch_size: int) -> torch.Tensor:
+    def noise(self, batch_size: int) -> torch.Tensor | None:
+        if self.latent_dim is None:
+            return None  # a translation model: its input image is the only source of variation
         return torch.randn(batch_size, self.latent_dim, device=self.device)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -203,8 +212,12 @@ class GANModule(pl.LightningModule):
         self.non_finite.observe(name, value, self.d_steps)
 
     def watched_networks(self) -> dict[str, nn.Module]:
-        """The trained networks whose weight growth is watched, by name."""
-        return {"generator": self.generator, "discriminator": self.discriminator}
+        """The trained networks whose weight growth is watched, by name ("generator", or
+        "generator.a_to_b" for each network of a player group)."""
+        return {
+            **network_members("generator", self.generator),
+            **network_members("discriminator", self.discriminator),
+        }
 
     def check_health(self) -> None:
         """One host read: raise if a watched value became non-finite since training started,
@@ -318,6 +331,15 @@ class GANModule(pl.LightningModule):
         ]
         return torch.from_numpy(np.stack(rows).astype(np.float32)).reshape(count, self.latent_dim)
 
+    def require_latent_input(self) -> None:
+        """Refuse latent sampling on a model that translates images."""
+        if self.input_kind != "latent":
+            raise ConfigError(
+                f"{type(self).__name__} translates images and draws no samples from latents; "
+                "give it images: ganlab-sample ckpt_path=... inputs=FOLDER_OR_NPZ out=OUT.npz "
+                "(or model.translate(images) in Python)"
+            )
+
     def sampling_generator(self, use_ema: bool = True) -> nn.Module:
         if use_ema and self.generator_ema is not None:
             return self.generator_ema
@@ -335,6 +357,7 @@ class GANModule(pl.LightningModule):
     ) -> torch.Tensor:
         """`n` samples on the module's device, from the EMA generator when there is one, with
         BatchNorm in eval mode. `seed` fixes the latents (see `latents`); None draws fresh ones."""
+        self.require_latent_input()
         conditions = self.sample_conditions(n, labels, start)
         network = self.sampling_generator(use_ema)
         was_training = network.training
@@ -435,6 +458,13 @@ class GANModule(pl.LightningModule):
                 self._pending_rng_states, self.global_rank, self.trainer.world_size, self.d_steps
             )
             self._pending_rng_states = None
+
+
+def network_members(name: str, player: nn.Module) -> dict[str, nn.Module]:
+    """A player's networks by name: {name: player}, or {name.key: network} for a group."""
+    if isinstance(player, nn.ModuleDict):
+        return {f"{name}.{key}": network for key, network in player.items()}
+    return {name: player}
 
 
 def call_g_loss(module: GANModule, fake: torch.Tensor, cond: Any, real: torch.Tensor):

@@ -66,6 +66,8 @@ class GatedInpaintingGenerator(nn.Module):
         layers += [GatedConv2d(w, w // 2), nn.Conv2d(w // 2, channels, 3, 1, 1), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
+    size_multiple = 2**DOWNSAMPLINGS  # input height and width must be multiples of this
+
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:] or len(mask) != len(image):
             raise ValueError(

@@ -54,6 +54,7 @@ class PatchGANDiscriminator(nn.Module):
             width = next_width
         layers.append(nn.Conv2d(width, 1, KERNEL, 1, 1))
         self.model = nn.Sequential(*layers)
+        self.in_channels = channels
         self.n_layers = n_layers
         self.receptive_field = patchgan_receptive_field(n_layers)
         dcgan_init_(self)  # N(0, 0.02), BN scale N(1, 0.02): the official init_weights('normal')

@@ -72,6 +72,8 @@ class ResNetTranslator(nn.Module):
         self.model = nn.Sequential(*layers)
         dcgan_init_(self)  # N(0, 0.02): the official init_weights('normal')
 
+    size_multiple = 2**DOWNSAMPLINGS  # input height and width must be multiples of this
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         check_divisible(*image.shape[-2:], 2**DOWNSAMPLINGS, "ResNet translator")
         return self.model(image)

@@ -49,6 +49,8 @@ class MSRResNet(nn.Module):
     """conv -> num_blocks ResidualBlockNoBN -> (conv -> PixelShuffle(2) -> LReLU) per x2 ->
     conv_hr -> conv_last, plus the bilinearly upsampled input (a global skip)."""
 
+    size_multiple = 1  # any input height and width works
+
     def __init__(
         self,
         channels: int = 3,  # image channels in and out
@@ -123,6 +125,8 @@ class RRDBNet(nn.Module):
     """ESRGAN generator: conv -> num_blocks RRDB -> conv (+ trunk skip) -> (nearest x2 -> conv ->
     LReLU) per x2 -> conv_hr -> conv_last. No BatchNorm anywhere."""
 
+    size_multiple = 1  # any input height and width works
+
     def __init__(
         self,
         channels: int = 3,  # image channels in and out
@@ -132,6 +136,7 @@ class RRDBNet(nn.Module):
         scale: int = 4,  # upscaling factor, 2 or 4
     ):
         super().__init__()
+        self.scale = scale
         stages = _check_scale(scale, "RRDBNet")
         self.conv_first = nn.Conv2d(channels, base_width, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(base_width, growth) for _ in range(num_blocks)])

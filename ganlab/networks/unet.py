@@ -89,6 +89,11 @@ class UnetGenerator(nn.Module):
         self.model = UnetSkipBlock(out_channels, w, block, channels, outermost=True, norm=norm)
         dcgan_init_(self)  # N(0, 0.02), BN scale N(1, 0.02): the official init_weights('normal')
 
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2**self.num_downs
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         check_divisible(*image.shape[-2:], 2**self.num_downs, f"U-Net (num_downs={self.num_downs})")
         return self.model(image)
