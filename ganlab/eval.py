@@ -14,6 +14,7 @@ from ganlab.checks import check_arguments
 from ganlab.cli import entry_point
 from ganlab.errors import ConfigError, GanlabError
 from ganlab.metrics.evaluator import DEFAULT_NUM_SAMPLES, SampleQuality
+from ganlab.metrics.translation_eval import TranslationQuality, is_translation_model
 from ganlab.sample import pick_device
 
 log = logging.getLogger("ganlab")
@@ -44,11 +45,36 @@ def build_evaluator(cfg: DictConfig) -> SampleQuality:
     return SampleQuality(**arguments)
 
 
+TRANSLATION_KEYS = (
+    "metrics",
+    "num_samples",
+    "batch_size",
+    "split",
+    "seed",
+    "use_ema",
+    "lpips_net",
+    "lpips_weights_path",
+    "feature_extractor",
+    "feature_extractor_weights_path",
+)
+
+
+def build_translation_evaluator(cfg: DictConfig) -> TranslationQuality:
+    arguments = {key: cfg.get(key) for key in TRANSLATION_KEYS}
+    if isinstance(arguments["metrics"], str):
+        arguments["metrics"] = [arguments["metrics"]]
+    check_arguments(TranslationQuality, arguments)
+    return TranslationQuality(**arguments)
+
+
 def build_data(cfg: DictConfig, run_config: DictConfig, model) -> Any:
     """The run's datamodule with the command line's `data.*` overrides, refused when they change
     the shape of the data (the scores would compare against another reference)."""
     overrides = OmegaConf.to_container(cfg.get("data") or OmegaConf.create({}))
     datamodule = instantiate(OmegaConf.merge(run_config.data, overrides))
+    if is_translation_model(model):  # channels and scale must fit; any size the network takes
+        model.check_data_compatibility(datamodule)
+        return datamodule
     produced = tuple(model.sample(1, seed=0).shape[1:])
     expected = tuple(getattr(datamodule, "sample_shape", produced))
     if produced != expected:
@@ -65,19 +91,29 @@ def build_data(cfg: DictConfig, run_config: DictConfig, model) -> Any:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = existing_checkpoint(cfg.ckpt_path)
-    evaluator = build_evaluator(cfg)
     ckpt = read_checkpoint(ckpt_path)
     model, run_config = model_from_checkpoint(ckpt, pick_device(str(cfg.device)))
+    translation = is_translation_model(model)
+    evaluator = build_translation_evaluator(cfg) if translation else build_evaluator(cfg)
     datamodule = build_data(cfg, run_config, model)
     metrics = evaluator.resolve_metrics(datamodule)  # a bad metric name fails before any work
-    log.info(
-        "scoring %s: %s of %s generated samples against the %s split of %s",
-        ckpt_path,
-        ", ".join(metrics),
-        evaluator.num_samples or DEFAULT_NUM_SAMPLES[evaluator.kind(datamodule)],
-        evaluator.reference_split,
-        getattr(datamodule, "name", "the data"),
-    )
+    if translation:
+        log.info(
+            "scoring %s: %s of the translated %s split of %s",
+            ckpt_path,
+            ", ".join(metrics),
+            evaluator.split_of(datamodule),
+            getattr(datamodule, "name", "the data"),
+        )
+    else:
+        log.info(
+            "scoring %s: %s of %s generated samples against the %s split of %s",
+            ckpt_path,
+            ", ".join(metrics),
+            evaluator.num_samples or DEFAULT_NUM_SAMPLES[evaluator.kind(datamodule)],
+            evaluator.reference_split,
+            getattr(datamodule, "name", "the data"),
+        )
     context = {
         "epoch": ckpt.get("epoch"),
         "step": ckpt.get("global_step"),

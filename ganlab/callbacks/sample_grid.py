@@ -1,5 +1,5 @@
-"""A grid of samples from fixed latents (a scatter plot for 2D points), saved as PNG and handed
-to the loggers."""
+"""A grid of samples from fixed latents (a scatter plot for 2D points; rows of input | output |
+target for translation models), saved as PNG and handed to the loggers."""
 
 from __future__ import annotations
 
@@ -7,12 +7,44 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid, save_image
 
+from ganlab.metrics.translation_eval import is_translation_model
 from ganlab.plots import scatter_plot
+
+MAX_TRANSLATION_ROWS = 8  # input | output | target rows of a translation grid
+
+
+def translation_rows(model: pl.LightningModule, items: list[dict[str, torch.Tensor]]):
+    """Input, output and (where the data has one) target of each item, shown at the target's
+    size (a super-resolution input is enlarged, nearest neighbour) with the output's channels;
+    returns the images in row order and the number of columns."""
+    columns = 3 if "target" in items[0] else 2
+    images = []
+    for item in items:
+        source = item.get("source", item.get("a")).unsqueeze(0)
+        mask = item.get("mask")
+        output = model.translate(source, None if mask is None else mask.unsqueeze(0)).cpu()
+        row = [source, output] + ([item["target"].unsqueeze(0)] if columns == 3 else [])
+        height, width = row[-1].shape[-2:]
+        channels = output.shape[1]
+        for image in row:
+            if image.shape[-2:] != (height, width):
+                image = F.interpolate(image, size=(height, width), mode="nearest")
+            if image.shape[1] != channels:  # gray beside RGB
+                image = image.mean(1, keepdim=True).expand(-1, channels, -1, -1)
+            images.append(image[0])
+    # items of a folder may differ in size: show every row at the first row's size
+    size = images[0].shape[-2:]
+    images = [
+        F.interpolate(i[None], size=size, mode="bilinear")[0] if i.shape[-2:] != size else i
+        for i in images
+    ]
+    return torch.stack(images), columns
 
 
 def class_grid_samples(model: pl.LightningModule, per_class: int, seed: int) -> torch.Tensor:
@@ -55,6 +87,7 @@ class SampleGrid(pl.Callback):
         self.seed = seed
         self.per_class = per_class
         self.num_points = num_points
+        self._items: list[dict[str, torch.Tensor]] | None = None  # translation: fixed inputs
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -64,7 +97,13 @@ class SampleGrid(pl.Callback):
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / f"epoch_{epoch:04d}.png"
-        if getattr(pl_module, "conditional", False):
+        if is_translation_model(pl_module):
+            # test_mode "train" keeps dropout on: seeded, and the run's random streams untouched
+            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.seed)
+                samples, nrow = translation_rows(pl_module, self.translation_items(trainer))
+        elif getattr(pl_module, "conditional", False):
             samples, nrow = class_grid_samples(pl_module, self.per_class, self.seed), self.per_class
         else:
             samples = pl_module.sample(self.num_samples, seed=self.seed).cpu()
@@ -80,6 +119,15 @@ class SampleGrid(pl.Callback):
         picture = scatter_plot(points, centers, title=f"epoch {epoch}")
         picture.save(path)
         self._log_image(trainer, pil_to_tensor(picture), path, epoch)
+
+    def translation_items(self, trainer: pl.Trainer) -> list[dict[str, torch.Tensor]]:
+        """The first items of the data's eval split, read once: every grid shows the same."""
+        if self._items is None:
+            datamodule = trainer.datamodule
+            dataset = datamodule.real_dataset(getattr(datamodule, "eval_split", "test"))
+            count = min(self.num_samples, MAX_TRANSLATION_ROWS, len(dataset))
+            self._items = [dataset[i] for i in range(count)]
+        return self._items
 
     @staticmethod
     def _log_image(trainer: pl.Trainer, grid: torch.Tensor, path: Path, epoch: int) -> None:

@@ -1,4 +1,5 @@
-"""Scores logged during training: `val/fid`, `val/is_mean`, ... (images), `val/modes`, ... (2D)."""
+"""Scores logged during training: `val/fid`, `val/is_mean`, ... (images), `val/modes`, ... (2D),
+`val/psnr`, `val/ssim`, ... (translation models, on the data's eval split)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from ganlab.metrics.evaluator import Processes, SampleQuality
 from ganlab.metrics.fidelity import ExtractorUnavailable
+from ganlab.metrics.translation_eval import TranslationQuality, is_translation_model
 
 log = logging.getLogger("ganlab")
 
@@ -19,19 +21,45 @@ log = logging.getLogger("ganlab")
 class SampleQualityCallback(pl.Callback):
     """Every `every_n_epochs` epochs and after the last one, evaluate the (EMA) generator, log
     each score as `val/<key>` on every rank, and append scores with their protocol to
-    `dirpath/metrics.json`. A checkpoint callback can monitor `val/fid`."""
+    `dirpath/metrics.json`. A checkpoint callback can monitor `val/fid`.
 
-    def __init__(self, every_n_epochs: int = 10, dirpath: str | None = None, **evaluator: Any):
+    A translation model is scored on its data's eval split instead: `val/psnr`, `val/ssim`
+    (`val/psnr_y`, `val/ssim_y` for super-resolution; hole scores for inpainting), LPIPS and FID
+    only when `metrics` names them; `num_samples` caps the items scored (null: all)."""
+
+    def __init__(
+        self,
+        every_n_epochs: int = 10,
+        dirpath: str | None = None,
+        lpips_net: str = "alex",
+        lpips_weights_path: str | None = None,
+        **evaluator: Any,
+    ):
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs={every_n_epochs} must be >= 1")
         self.every_n_epochs = every_n_epochs
         self.path = Path(dirpath) / "metrics.json" if dirpath else None
         self.evaluator = SampleQuality(**evaluator)
+        self.translation = TranslationQuality(
+            metrics=evaluator.get("metrics"),
+            num_samples=evaluator.get("num_samples"),
+            batch_size=evaluator.get("batch_size", 16),
+            seed=evaluator.get("seed", 0),
+            use_ema=evaluator.get("use_ema", True),
+            lpips_net=lpips_net,
+            lpips_weights_path=lpips_weights_path,
+            lpips_by_default=False,  # every few epochs: the cheap scores unless asked
+            feature_extractor=evaluator.get("feature_extractor"),
+            feature_extractor_weights_path=evaluator.get("feature_extractor_weights_path"),
+        )
         self.unavailable: str | None = None
 
+    def evaluator_for(self, pl_module: pl.LightningModule) -> SampleQuality | TranslationQuality:
+        return self.translation if is_translation_model(pl_module) else self.evaluator
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.datamodule is not None:
-            self.evaluator.resolve_metrics(trainer.datamodule)  # a bad name fails before training
+        if trainer.datamodule is not None:  # a bad metric name fails before training
+            self.evaluator_for(pl_module).resolve_metrics(trainer.datamodule)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
@@ -45,7 +73,7 @@ class SampleQualityCallback(pl.Callback):
             "selection": "last",
         }
         try:
-            result = self.evaluator.evaluate(
+            result = self.evaluator_for(pl_module).evaluate(
                 pl_module,
                 trainer.datamodule,
                 Processes.of_trainer(trainer, pl_module.device),
