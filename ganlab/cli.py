@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -89,7 +90,7 @@ def user_errors(command: str) -> Iterator[None]:
         if isinstance(cause, MisconfigurationException):
             _fail(command, f"{cause} ({TRAINER_HINT})")
         if isinstance(cause, GanlabError | ValueError | TypeError | OSError | ImportError):
-            _fail(command, f"{cause}\n  (while building: {err})")
+            _fail(command, f"{cause}{building(err)}")
         raise
     except MisconfigurationException as err:
         _fail(command, f"{err} ({TRAINER_HINT})")
@@ -97,6 +98,18 @@ def user_errors(command: str) -> Iterator[None]:
         _fail(command, f"{err.full_key} must be given ({err.full_key}=... on the command line)")
     except GanlabError as err:
         _fail(command, str(err))
+
+
+def building(err: InstantiationException) -> str:
+    """' (while building data: ganlab.data.X)': where Hydra's instantiation failed, without its
+    copy of the cause's message, which the user already reads once."""
+    text = str(err)
+    key = re.search(r"full_key: (\S+)", text)
+    target = re.search(r"target '([^']+)'", text)
+    if not (key or target):
+        return f" (while building: {text})"
+    where = ": ".join(m.group(1) for m in (key, target) if m)
+    return f" (while building {where})"
 
 
 def _fail(command: str, message: str) -> None:

@@ -80,6 +80,17 @@ def test_wrong_types_missing_gpus_and_unimportable_targets_are_refused(tmp_path)
     assert_no_run_directory(tmp_path)
 
 
+def test_an_error_while_building_is_said_once_with_where_it_happened(tmp_path):
+    missing = tmp_path / "facades"
+    result = run_command(
+        "ganlab-train", *FAST, "model=pix2pix", "data=aligned", f"data.root={missing}", cwd=tmp_path
+    )
+    reason = f"data.root={missing} does not exist"
+    assert_one_error(result, "ganlab-train", reason, "(while building data: ganlab.data.")
+    assert result.stderr.count(reason) == 1
+    assert_no_run_directory(tmp_path)
+
+
 def test_a_debug_run_is_quiet_and_says_its_scores_are_not_comparable(trained):
     output, _ = trained
     assert "litlogger" not in output and "LeafSpec" not in output
