@@ -1,6 +1,7 @@
 """Plain `nn.Module` generators and discriminators. Discriminators return logits of shape (B,),
 except the PatchGAN, which returns a map of patch logits (B, 1, h, w)."""
 
+from ganlab.networks.biggan import BigGANDiscriminator, BigGANGenerator
 from ganlab.networks.conditional import (
     ACGANDiscriminator,
     ConditionalDCGANGenerator,
@@ -17,10 +18,13 @@ from ganlab.networks.patchgan import PatchGANDiscriminator, patchgan_receptive_f
 from ganlab.networks.resnet import ResNetDiscriminator, ResNetGenerator
 from ganlab.networks.resnet_translator import ResNetTranslator
 from ganlab.networks.srresnet import MSRResNet, RRDBNet
+from ganlab.networks.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from ganlab.networks.unet import UnetGenerator
 
 __all__ = [
     "ACGANDiscriminator",
+    "BigGANDiscriminator",
+    "BigGANGenerator",
     "ConditionalBatchNorm2d",
     "ConditionalDCGANGenerator",
     "ConditionalMLPGenerator",
@@ -38,6 +42,8 @@ __all__ = [
     "ResNetDiscriminator",
     "ResNetGenerator",
     "ResNetTranslator",
+    "StyleGAN2Discriminator",
+    "StyleGAN2Generator",
     "UnetGenerator",
     "patchgan_receptive_field",
     "spectral_norm_",
