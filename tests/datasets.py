@@ -1,4 +1,5 @@
-"""Small dataset files in the exact on-disk layout torchvision reads, written by tests."""
+"""Small dataset files in the exact on-disk layouts torchvision and the image-to-image loaders
+read, written by tests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 TRAIN_LABELS = [i % 10 for i in range(20)]
 TEST_LABELS = [9 - i for i in range(10)]
@@ -66,3 +68,66 @@ def write_cifar(root: Path) -> None:
     (folder / "test_batch").write_bytes(pickle.dumps(entry))
     meta = {"label_names": [f"class{i}" for i in range(10)]}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+
+
+# ---- image-to-image layouts (pix2pix A|B, CycleGAN, DIV2K/Set5, CLWD, image folders) ----------
+
+
+def noise_image(height: int, width: int, seed: int) -> np.ndarray:
+    """Random RGB pixels: every crop position and flip gives a different picture."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def save(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def split_seed(split: str, index: int) -> int:
+    return {"train": 0, "val": 100, "test": 200}[split] + index
+
+
+def write_aligned(root: Path, splits=("train", "test"), count: int = 4, size: int = 16) -> Path:
+    """pix2pix A|B files; B = A inverted, so the pair relation shows whether crops agree."""
+    for split in splits:
+        for i in range(count):
+            a = noise_image(size, size, seed=split_seed(split, i))
+            save(root / split / f"{i}.png", np.concatenate([a, 255 - a], axis=1))
+    return root
+
+
+def write_unaligned(root: Path, sizes: dict[str, int] | None = None) -> Path:
+    sizes = sizes or {"trainA": 3, "trainB": 5, "testA": 2, "testB": 2}
+    for folder, count in sizes.items():
+        for i in range(count):
+            save(root / folder / f"{i}.png", noise_image(16, 16, seed=len(folder) * 10 + i))
+    return root
+
+
+def write_sr_pair(hr_path: Path, lr_path: Path, seed: int, size: int = 32, scale: int = 4):
+    """LR = the HR image box-averaged over scale x scale blocks."""
+    hr = noise_image(size, size, seed)
+    save(hr_path, hr)
+    save(lr_path, np.asarray(Image.fromarray(hr).reduce(scale)))
+
+
+def write_clwd(root: Path, size: int = 16, count: int = 3) -> Path:
+    """Watermarked = watermark-free with the masked pixels set to white (PNG: lossless)."""
+    for split in ("train", "test"):
+        for i in range(count):
+            free = noise_image(size, size, seed=i)
+            mask = np.random.default_rng(50 + i).random((size, size)) < 0.3
+            marked = np.where(mask[..., None], 255, free).astype(np.uint8)
+            save(root / split / "Watermark_free_image" / f"{i}.png", free)
+            save(root / split / "Watermarked_image" / f"{i}.png", marked)
+            grey = np.where(mask, 200, 30).astype(np.uint8)  # 8-bit greys: above half = watermark
+            save(root / split / "Mask" / f"{i}.png", grey)
+    return root
+
+
+def write_clean(root: Path, count: int = 4, size: int = 16) -> Path:
+    for split in ("train", "test"):
+        for i in range(count):
+            save(root / split / f"{i}.png", noise_image(size, size, seed=i + (split == "test")))
+    return root

@@ -1,5 +1,6 @@
 """Every experiment file composes and trains a few CPU batches: a new file is tested the day
-it is added. Dataset files that cannot be downloaded here are written in torchvision's layout."""
+it is added. Dataset files that cannot be downloaded here are written in their own layout
+(torchvision's, or the image-to-image sets' as released), small."""
 
 from pathlib import Path
 
@@ -8,10 +9,20 @@ import pytest
 import torch
 import torchvision.datasets.cifar
 from PIL import Image
+from torchvision.models.vgg import cfgs, make_layers
 
 from ganlab.cli import CONFIG_DIR
 from ganlab.train import train
-from tests.datasets import allow_test_files, write_cifar, write_mnist
+from tests.datasets import (
+    allow_test_files,
+    write_aligned,
+    write_cifar,
+    write_clean,
+    write_clwd,
+    write_mnist,
+    write_sr_pair,
+    write_unaligned,
+)
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
@@ -37,23 +48,98 @@ WRITERS = {
 }
 
 
+def write_div2k(data) -> None:
+    """BasicSR's DIV2K sub-image folders (LR named as its HR image) and each test dir in Set5's
+    GTmod12/LRbicx<scale> layout, with two test images of different sizes as in Set5."""
+    hr_dir, lr_dir, scale = Path(data.hr_dir), Path(data.lr_dir), data.scale
+    for i in range(12):
+        name = f"{i:04d}_s001.png"
+        write_sr_pair(hr_dir / name, lr_dir / name, seed=i, size=data.gt_size, scale=scale)
+    for t, test_dir in enumerate(map(Path, data.test_dirs)):
+        for i, size in enumerate((6 * scale, 9 * scale)):
+            gt, lr = test_dir / "GTmod12" / f"{i}.png", test_dir / f"LRbicx{scale}" / f"{i}.png"
+            write_sr_pair(gt, lr, seed=100 + 10 * t + i, size=size, scale=scale)
+
+
+# Image-to-image sets, by datamodule class; the *_photos sets are written by ganlab itself.
+TRANSLATION_WRITERS = {
+    "AlignedPairsDataModule": lambda data: [
+        write_aligned(Path(data.root), splits=("train",), count=12),
+        write_aligned(Path(data.root), splits=("test",), count=2),
+    ],
+    "UnalignedDataModule": lambda data: write_unaligned(
+        Path(data.root), {"trainA": 12, "trainB": 12, "testA": 2, "testB": 2}
+    ),
+    "SuperResolutionDataModule": write_div2k,
+    # the U-Nets of these recipes need the whole 256x256 image (crop_size null)
+    "WatermarkPairsDataModule": lambda data: write_clwd(Path(data.root), size=256, count=12),
+    "InpaintingFolderDataModule": lambda data: write_clean(
+        Path(data.root), count=12, size=data.crop_size
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def random_vgg19_file(tmp_path_factory) -> Path:
+    """A VGG19 `features` file in torchvision's key layout with random weights: the GAN stages'
+    perceptual loss reads it as it reads vgg19-dcbb9e9d.pth (never downloaded)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vgg") / "vgg19-random.pth"
+    features = make_layers(cfgs["E"])
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    return path
+
+
+# Image-to-image recipes train at their crop size where their networks need it (U-Nets of 8
+# downsamplings: 256x256); elsewhere the test shrinks the crops (the networks take any size).
+SMALLER_CROPS = {
+    "cyclegan_horse2zebra": ["data.load_size=36", "data.crop_size=32"],
+    "cyclegan_monet2photo": ["data.load_size=36", "data.crop_size=32"],
+    "inpainting_places": ["data.crop_size=64"],
+    **dict.fromkeys(
+        ["srresnet_div2k", "srgan_div2k", "esrgan_psnr_div2k", "esrgan_div2k"], ["data.gt_size=32"]
+    ),
+}
+
 # The few that take more than a couple of seconds (pytest --durations) run with the slow tests.
-SLOW_EXPERIMENTS = {"sngan_cifar10", "sngan_projection_cifar10", "unrolled_digits"}
+SLOW_EXPERIMENTS = {
+    "sngan_cifar10",
+    "sngan_projection_cifar10",
+    "unrolled_digits",
+    # the published networks: over ten million parameters each, even at small crops
+    "pix2pix_facades",  # U-Net 256 at 256x256
+    "watermark_clwd",  # the same U-Net depth at 256x256
+    "cyclegan_horse2zebra",  # two ResNet-9 generators, two PatchGANs
+    "cyclegan_monet2photo",
+    "esrgan_psnr_div2k",  # RRDBNet, 23 blocks
+    "esrgan_div2k",
+}
 
 
 @pytest.mark.parametrize(
     "name",
     [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXPERIMENTS else n for n in EXPERIMENTS],
 )
-def test_experiment_trains_a_few_batches(make_config, tmp_path, monkeypatch, name):
-    cfg = make_config(f"experiment={name}", "data.batch_size=4", "data.num_workers=0")
+def test_experiment_trains_a_few_batches(make_config, tmp_path, monkeypatch, request, name):
+    smaller = SMALLER_CROPS.get(name, [])
+    cfg = make_config(f"experiment={name}", "data.batch_size=4", "data.num_workers=0", *smaller)
     if cfg.data._target_.endswith("TorchvisionDataModule"):
         assert cfg.data.dataset in WRITERS, f"write {cfg.data.dataset} files for this test"
         WRITERS[cfg.data.dataset](Path(cfg.data.root))
         allow_test_files(monkeypatch, torchvision.datasets.cifar)
     if cfg.data._target_.endswith("ImageFolderDataModule"):
         write_image_folder(Path(cfg.data.path), count=12)
+    translation_writer = TRANSLATION_WRITERS.get(cfg.data._target_.rpartition(".")[2])
+    if translation_writer is not None:
+        translation_writer(cfg.data)
+    if cfg.model.get("perceptual_weight", 0) > 0:
+        cfg.model.perceptual.weights_path = str(request.getfixturevalue("random_vgg19_file"))
     train(cfg)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["ganlab"]["progress"]["d_steps"] == 3
     assert ckpt["ganlab"]["config"]["tags"] == list(cfg.tags)
+    if "best_checkpoint" in cfg.callbacks:  # callbacks=best_fid / best_psnr: scored, then kept
+        monitored = cfg.callbacks.best_checkpoint.monitor
+        best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+        (state,) = [v for k, v in best["callbacks"].items() if f"'monitor': '{monitored}'" in k]
+        assert torch.isfinite(torch.as_tensor(state["best_model_score"]))

@@ -6,20 +6,18 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ganlab.data.base import TensorDictDataset, collate_batch
 from ganlab.errors import ConfigError
 from ganlab.losses import BCELoss, DiffAugment, GradientPenalty, HingeLoss, LSGANLoss
 from ganlab.models import InpaintingGAN, PairedTranslationGAN, WatermarkRemovalGAN
 from ganlab.models.restoration import masked_l1, sn_patchgan_discriminator
 from ganlab.networks import GatedInpaintingGenerator, PatchGANDiscriminator, UnetGenerator
 from tests.conftest import compose_config
+from tests.training import changed, fit, snapshot
 
 ADAM = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
 SMALL_UNET = partial(UnetGenerator, num_downs=5, base_width=8, dropout=False)  # 32x32 inputs
@@ -70,29 +68,6 @@ def watermarked_noise(count: int, size: int = 32) -> dict[str, torch.Tensor]:
         mask[index, :, top : top + 8, left : left + 8] = 1
     source = target * (1 - mask) + 0.9 * mask
     return {"source": source, "target": target, "mask": mask}
-
-
-def fit(model: pl.LightningModule, batches: dict[str, torch.Tensor], steps: int) -> None:
-    loader = DataLoader(
-        TensorDictDataset(**batches), batch_size=8, shuffle=True, collate_fn=collate_batch
-    )
-    trainer = pl.Trainer(
-        max_steps=2 * steps,  # global_step counts both optimizers' steps
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, loader)
-
-
-def snapshot(module: nn.Module) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def changed(before: list[torch.Tensor], module: nn.Module) -> bool:
-    return any(not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True))
 
 
 # ---------------------------------------------------------------------- inpainting

@@ -359,6 +359,29 @@ def test_init_from_takes_the_ema_copy_when_stage_one_has_one(tmp_path):
     assert same(weights(model.generator), weights(stage_one.generator_ema))
 
 
+def test_a_gan_stage_without_init_from_warns_that_it_starts_from_random_weights(
+    tmp_path, caplog, stage_one_ckpt
+):
+    runs = {
+        "gan stage, no init_from": build(tmp_path, perceptual=random_features()),
+        "stage 1": build(tmp_path, *STAGE_ONE),
+        "gan stage from stage 1": build(
+            tmp_path, f"model.init_from={stage_one_ckpt}", perceptual=random_features()
+        ),
+    }
+    warned = {}
+    for name, model in runs.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ganlab"):
+            fit(model, tmp_path / name.replace(" ", "_"))
+        messages = [record.getMessage() for record in caplog.records]
+        warned[name] = [m for m in messages if "random weights" in m]
+    (message,) = warned["gan stage, no init_from"]
+    assert message.startswith("model.init_from is null: this GAN stage (model.gan_weight=0.005)")
+    assert "model.gan_weight=0 model.perceptual_weight=0 model.l1_weight=1" in message
+    assert warned["stage 1"] == [] and warned["gan stage from stage 1"] == []
+
+
 def test_a_resumed_run_keeps_its_generator_and_needs_no_stage_one_file(tmp_path, stage_one_ckpt):
     copy = tmp_path / "stage1.ckpt"
     copy.write_bytes(stage_one_ckpt.read_bytes())

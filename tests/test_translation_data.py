@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from PIL import Image
 
 from ganlab.data import (
     AlignedPairsDataModule,
@@ -25,19 +24,18 @@ from ganlab.data import (
 )
 from ganlab.data.translation import TRANSLATION_TASKS
 from tests.conftest import compose_config
+from tests.datasets import (
+    noise_image,
+    save,
+    split_seed,
+    write_aligned,
+    write_clean,
+    write_clwd,
+    write_sr_pair,
+    write_unaligned,
+)
 
 LEVEL = 1 / 127.5  # one 8-bit step on [-1, 1]
-
-
-def noise_image(height: int, width: int, seed: int) -> np.ndarray:
-    """Random RGB pixels: every crop position and flip gives a different picture."""
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def save(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
 
 
 def levels(array: np.ndarray) -> torch.Tensor:
@@ -51,34 +49,6 @@ def first_batch(dm) -> dict[str, torch.Tensor]:
 
 
 # ---- writers: each lays out a tiny dataset exactly as the real one is laid out ----------------
-
-
-def split_seed(split: str, index: int) -> int:
-    return {"train": 0, "val": 100, "test": 200}[split] + index
-
-
-def write_aligned(root: Path, splits=("train", "test"), count: int = 4, size: int = 16) -> Path:
-    """pix2pix A|B files; B = A inverted, so the pair relation shows whether crops agree."""
-    for split in splits:
-        for i in range(count):
-            a = noise_image(size, size, seed=split_seed(split, i))
-            save(root / split / f"{i}.png", np.concatenate([a, 255 - a], axis=1))
-    return root
-
-
-def write_unaligned(root: Path, sizes: dict[str, int] | None = None) -> Path:
-    sizes = sizes or {"trainA": 3, "trainB": 5, "testA": 2, "testB": 2}
-    for folder, count in sizes.items():
-        for i in range(count):
-            save(root / folder / f"{i}.png", noise_image(16, 16, seed=len(folder) * 10 + i))
-    return root
-
-
-def write_sr_pair(hr_path: Path, lr_path: Path, seed: int, size: int = 32, scale: int = 4):
-    """LR = the HR image box-averaged over scale x scale blocks."""
-    hr = noise_image(size, size, seed)
-    save(hr_path, hr)
-    save(lr_path, np.asarray(Image.fromarray(hr).reduce(scale)))
 
 
 def write_sr(root: Path) -> dict[str, Path]:
@@ -101,27 +71,6 @@ def sr_options(root: Path) -> dict:
         "lr_dir": str(written["lr_dir"]),
         "test_dirs": [str(d) for d in written["test_dirs"]],
     }
-
-
-def write_clwd(root: Path, size: int = 16, count: int = 3) -> Path:
-    """Watermarked = watermark-free with the masked pixels set to white (PNG: lossless)."""
-    for split in ("train", "test"):
-        for i in range(count):
-            free = noise_image(size, size, seed=i)
-            mask = np.random.default_rng(50 + i).random((size, size)) < 0.3
-            marked = np.where(mask[..., None], 255, free).astype(np.uint8)
-            save(root / split / "Watermark_free_image" / f"{i}.png", free)
-            save(root / split / "Watermarked_image" / f"{i}.png", marked)
-            grey = np.where(mask, 200, 30).astype(np.uint8)  # 8-bit greys: above half = watermark
-            save(root / split / "Mask" / f"{i}.png", grey)
-    return root
-
-
-def write_clean(root: Path, count: int = 4, size: int = 16) -> Path:
-    for split in ("train", "test"):
-        for i in range(count):
-            save(root / split / f"{i}.png", noise_image(size, size, seed=i + (split == "test")))
-    return root
 
 
 BUILDERS: dict[str, Callable[[Path], object]] = {

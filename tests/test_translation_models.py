@@ -6,17 +6,15 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ganlab.data.base import TensorDictDataset, collate_batch
 from ganlab.errors import ConfigError
 from ganlab.losses import BCELoss
-from ganlab.models import GANModule, LinearDecay, PairedTranslationGAN
+from ganlab.models import LinearDecay, PairedTranslationGAN
 from ganlab.models.base import network_members
 from ganlab.networks import PatchGANDiscriminator, UnetGenerator
+from tests.training import changed, fit, snapshot
 
 
 def pix2pix(**options) -> PairedTranslationGAN:
@@ -37,29 +35,6 @@ def inverted_pairs(count: int = 32, size: int = 32) -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
     source = nn.functional.interpolate(torch.rand(count, 3, 4, 4) * 2 - 1, size=size)
     return {"source": source, "target": -source}
-
-
-def fit(model: GANModule, batches: dict[str, torch.Tensor], steps: int) -> None:
-    loader = DataLoader(
-        TensorDictDataset(**batches), batch_size=8, shuffle=True, collate_fn=collate_batch
-    )
-    trainer = pl.Trainer(
-        max_steps=2 * steps,  # global_step counts both optimizers' steps
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, loader)
-
-
-def snapshot(module: nn.Module) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def changed(before: list[torch.Tensor], module: nn.Module) -> bool:
-    return any(not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True))
 
 
 def test_training_updates_both_players_and_learns_the_mapping():

@@ -176,6 +176,15 @@ class Masks:
         return free_form_mask(self.size, generator)
 
 
+def clean_crop(file: Path, crop_size: int, train: bool, generator) -> Tensor:
+    """The clean image of a restoration item: a random crop and flip in training, the centre
+    crop in evaluation."""
+    image = load_rgb(file)
+    if train:
+        return random_crop_flip({"image": image}, crop_size, generator)["image"]
+    return center_crop(image, crop_size)
+
+
 class InpaintingImages(Dataset):
     """Items {"source": target with the hole at 0, "target", "mask": 1 = missing}."""
 
@@ -190,11 +199,7 @@ class InpaintingImages(Dataset):
 
     def __getitem__(self, key) -> dict[str, Tensor]:
         index, generator = item_generator(key)
-        image = load_rgb(self.files[index])
-        if self.train:
-            target = random_crop_flip({"t": image}, self.crop_size, generator)["t"]
-        else:
-            target = center_crop(image, self.crop_size)
+        target = clean_crop(self.files[index], self.crop_size, self.train, generator)
         mask = self.masks.draw(index, generator, self.train)
         return {"source": target * (1 - mask), "target": target.contiguous(), "mask": mask}
 
@@ -290,11 +295,7 @@ class NoisyImages(Dataset):
 
     def __getitem__(self, key) -> dict[str, Tensor]:
         index, generator = item_generator(key)
-        image = load_rgb(self.files[index])
-        if self.train:
-            target = random_crop_flip({"t": image}, self.crop_size, generator)["t"]
-        else:
-            target = center_crop(image, self.crop_size)
+        target = clean_crop(self.files[index], self.crop_size, self.train, generator)
         sigma = uniform(*self.sigma_range, generator) / PIXEL_LEVELS
         noise = torch.randn(target.shape, generator=generator) * sigma
         # Not clipped to [-1, 1]: clipping would bias the noise in dark and bright regions

@@ -109,6 +109,14 @@ class SRGAN(PairedTranslationGAN):
         # `init_from` only starts fresh runs; sampling a checkpoint never reads it.
         if self.init_from and not self._resumed:
             self.load_generator(self.init_from)
+        elif self.gan_weight > 0 and not self._resumed:
+            log.warning(
+                "model.init_from is null: this GAN stage (model.gan_weight=%g) starts from "
+                "random weights, not from a PSNR-oriented stage 1; train stage 1 first "
+                "(model.gan_weight=0 model.perceptual_weight=0 model.l1_weight=1) and pass "
+                "model.init_from=<its run>/checkpoints/last.ckpt",
+                self.gan_weight,
+            )
         super().on_fit_start()
 
     def load_generator(self, path: str | Path) -> None:
