@@ -75,3 +75,52 @@ def test_families_benchmark_tables_fid_and_is(tmp_path):
     assert all(r["scores"]["fid"] > 0 and r["epoch"] == 1 for r in rows)
     assert rows[0]["extractor"] == "ganlab-tiny"
     assert "| lsgan_digits |" in stdout
+
+
+@pytest.mark.slow
+def test_img2img_benchmark_scores_each_model_beside_its_classical_baselines(tmp_path):
+    out = tmp_path / "img2img.json"
+    stdout = run_script(
+        "img2img.py",
+        "--tasks=sr4,inpaint",
+        f"--run-dir={tmp_path / 'runs'}",
+        f"--out={out}",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "data.num_train=16",
+        "data.num_test=4",
+        "model.generator.base_width=8",
+        tmp_path=tmp_path,
+    )
+    rows = json.loads(out.read_text())
+    methods = {(row["task"], row["method"]) for row in rows}
+    assert methods == {
+        ("sr4", "ganlab GAN"),
+        ("sr4", "L1 stage (PSNR-oriented)"),
+        ("sr4", "interpolation 0.5"),
+        ("sr4", "bicubic"),
+        ("sr4", "lanczos"),
+        ("inpaint", "ganlab GAN"),
+        ("inpaint", "biharmonic"),
+    }
+    for row in rows:  # every row scored on the same 4 held-out items, with one protocol
+        assert row["protocol"]["count"] == 4
+        assert row["protocol"]["split"] == "test"
+        assert row["sharpness"] > 0
+    sr_rows = [row for row in rows if row["task"] == "sr4"]
+    assert all(row["protocol"]["crop_border"] == 4 for row in sr_rows)
+    assert all("psnr_y" in row["scores"] for row in sr_rows)
+    assert all("l1_hole" in row["scores"] for row in rows if row["task"] == "inpaint")
+    assert "| inpaint | biharmonic |" in stdout
+
+
+def test_img2img_benchmark_rejects_an_unknown_task(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "img2img.py"), "--tasks=colorize"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "--tasks: 'colorize' is not one of watermark, sr4, inpaint, denoise, cyclegan" in (
+        result.stderr
+    )
