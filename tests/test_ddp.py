@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from ganlab.checkpoint import load_model
+from ganlab.models import CycleGAN
+from ganlab.models.restoration import WatermarkRemovalGAN
 from ganlab.utils.rng import (
     collect_rng_states,
     restore_process_rng_states,
     seed_process_streams,
 )
 from tests.conftest import FAST, REPO_ROOT, SMALL_DCGAN, run_command
-from tests.test_resume import assert_same_tensors
+from tests.test_resume import PHOTO_SETS, TRANSLATION_FAMILIES, assert_same_tensors
 
 
 @pytest.mark.slow
@@ -195,3 +198,94 @@ def test_two_process_resume_equals_straight_through(straight_two_epochs, tmp_pat
         straight["optimizer_states"], resumed["optimizer_states"], "optimizer_states"
     )
     assert straight["ganlab"]["progress"] == resumed["ganlab"]["progress"]
+
+
+# ---------------------------------------------------------------- image-to-image families
+class BatchRecording:
+    """Writes, when training ends, every training batch this process was given to
+    `record_dir/rank<R>.pt`."""
+
+    def __init__(self, *args, record_dir: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.record_dir = record_dir
+        self.batches: list[dict[str, torch.Tensor]] = []
+
+    def training_step(self, batch, batch_idx):
+        self.batches.append({k: v.detach().cpu().clone() for k, v in batch.items()})
+        return super().training_step(batch, batch_idx)
+
+    def on_train_end(self) -> None:
+        super().on_train_end()
+        torch.save(self.batches, f"{self.record_dir}/rank{self.global_rank}.pt")
+
+
+class BatchRecordingWatermarkGAN(BatchRecording, WatermarkRemovalGAN):
+    pass
+
+
+class BatchRecordingCycleGAN(BatchRecording, CycleGAN):
+    pass
+
+
+def flip_invariant_keys(images: torch.Tensor) -> set[bytes]:
+    """One key per image that its horizontal flip shares (training flips at random)."""
+    return {min(x.numpy().tobytes(), x.flip(-1).numpy().tobytes()) for x in images}
+
+
+@pytest.mark.parametrize(
+    "family, recorder, first_key",
+    [
+        ("watermark", BatchRecordingWatermarkGAN, "source"),
+        ("cyclegan", BatchRecordingCycleGAN, "a"),
+    ],
+    ids=["watermark", "cyclegan"],
+)
+@pytest.mark.slow
+def test_translation_ddp_splits_the_data_scores_on_rank_zero_and_saves_a_loadable_model(
+    tmp_path, family, recorder, first_key
+):
+    records = tmp_path / "records"
+    records.mkdir()
+    result = run_command(
+        "ganlab-train",
+        *FAST,
+        *TRANSLATION_FAMILIES[family],
+        *PHOTO_SETS,
+        f"paths.data_dir={tmp_path / 'data'}",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        f"model._target_=tests.test_ddp.{recorder.__name__}",
+        f"+model.record_dir={records}",
+        cwd=tmp_path,
+        timeout=600,
+        env={"PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr
+
+    # 16 training items, batches of 4: each process got 2 batches, none of the other's items.
+    rank0, rank1 = (torch.load(records / f"rank{rank}.pt") for rank in (0, 1))
+    assert len(rank0) == len(rank1) == 2
+    for batch0, batch1 in zip(rank0, rank1, strict=True):
+        assert not torch.equal(batch0[first_key], batch1[first_key])
+    if family == "watermark":  # whole images, only flipped: the two halves of the set
+        seen = [flip_invariant_keys(torch.cat([b["target"] for b in r])) for r in (rank0, rank1)]
+        assert len(seen[0]) == len(seen[1]) == 8 and not seen[0] & seen[1]
+
+    # Scored once on rank 0, the numbers shared: one record, every process in its protocol.
+    (metrics,) = (tmp_path / "runs").rglob("metrics.json")
+    (record,) = json.loads(metrics.read_text())
+    assert record["protocol"]["world_size"] == 2
+    assert record["protocol"]["count"] == 8  # the whole test split
+    assert {"psnr", "ssim"} <= set(record["scores"])
+    (csv_file,) = (tmp_path / "runs").rglob("metrics.csv")
+    assert "val/psnr" in csv_file.read_text().partition("\n")[0].split(",")
+
+    (last,) = (tmp_path / "runs").rglob("last.ckpt")
+    model, _ = load_model(last)
+    assert isinstance(model, recorder)
+    assert torch.load(last, weights_only=True)["ganlab"]["progress"]["images_seen"] == 2 * 4 * 2
+    images = torch.zeros(2, 3, 64, 64) if family == "watermark" else torch.zeros(2, 3, 32, 32)
+    translated = model.translate(images)
+    assert translated.shape == images.shape and torch.isfinite(translated).all()

@@ -12,6 +12,7 @@ from ganlab.models.health import NonFiniteWatch, first_non_finite
 from ganlab.train import train
 from tests.conftest import FAST, REPO_ROOT, SMALL_DCGAN, run_command
 from tests.support import ExplodingLoss
+from tests.test_resume import photo_config
 from tests.test_train import logged, read_metrics
 
 EXPLODING = ["loss._target_=tests.support.ExplodingLoss"]
@@ -147,4 +148,41 @@ def test_a_nan_on_one_process_stops_every_process(tmp_path):
     (last,) = (tmp_path / "runs").rglob("last.ckpt")
     ckpt = load(last)
     assert ckpt["epoch"] == 0
+    assert first_non_finite({k: ckpt[k] for k in ("state_dict", "optimizer_states")}) is None
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        "watermark",
+        "cyclegan",
+        pytest.param("sr4", marks=pytest.mark.slow),
+        pytest.param("inpaint", marks=pytest.mark.slow),
+    ],
+)
+def test_a_translation_run_stops_at_its_first_nan_and_keeps_the_last_good_checkpoint(
+    tmp_path, family
+):
+    # 2 batches an epoch; the BCE D loss is NaN from its 3rd call on: D step 3 (epoch 1, batch
+    # 0), or for CycleGAN, whose D step computes one loss per domain, its 5th call (D["a"]).
+    explode_after = 4 if family == "cyclegan" else 2
+    name = "train/d_a" if family == "cyclegan" else "train/d_loss"
+    cfg = photo_config(
+        family,
+        "loss=bce",
+        *EXPLODING,
+        f"+loss.explode_after={explode_after}",
+        "trainer.limit_train_batches=2",
+        "trainer.max_epochs=3",
+        output_dir=tmp_path / "run",
+        data_dir=tmp_path / "data",
+    )
+    with pytest.raises(NonFiniteLossError) as caught:
+        train(cfg)
+    message = str(caught.value)
+    assert f"{name} became nan at D step 3 (epoch 1, batch 0)" in message
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert f"{last} holds the state after epoch 0 (2 D steps)" in message
+    ckpt = load(last)
+    assert ckpt["ganlab"]["progress"]["d_steps"] == 2
     assert first_non_finite({k: ckpt[k] for k in ("state_dict", "optimizer_states")}) is None

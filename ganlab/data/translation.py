@@ -261,6 +261,10 @@ class TranslationDataModule(GANDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=SeededRandomSampler(len(dataset), self._shuffle_generator),
+            # The loader's per-epoch base seed is drawn from here too, not from the global stream:
+            # Lightning makes a resumed run's first iterator before it restores the global RNG,
+            # so a global draw there would put dropout and the image pools one draw behind.
+            generator=self._shuffle_generator,
             num_workers=self.num_workers,
             drop_last=self.drop_last,
             collate_fn=collate_batch,

@@ -32,6 +32,10 @@ SSIM_SIGMA = 1.5
 Y_OFFSET = 16.0
 Y_WEIGHTS = (65.481, 128.553, 24.966)
 
+# Scores are computed by one process (rank 0 under DDP, which then broadcasts them): a metric that
+# gathered its state from every process at compute() would wait for ranks that never compute.
+ONE_PROCESS = {"sync_on_compute": False}
+
 # torchvision backbone behind each LPIPS head, and the name torchvision caches its weights under.
 LPIPS_BACKBONES = {
     "alex": "AlexNet_Weights",
@@ -128,7 +132,7 @@ def load_lpips(
     cached = lpips_backbone_file(net)
     if weights_path is None:
         if cached.is_file():
-            return LearnedPerceptualImagePatchSimilarity(net_type=net)
+            return LearnedPerceptualImagePatchSimilarity(net_type=net, **ONE_PROCESS)
         message = (
             f"LPIPS ({net}) needs the torchvision backbone weights {cached.name}, which cannot be "
             f"downloaded here; place the file at {cached} or pass its path as the weights path"
@@ -157,7 +161,7 @@ def load_lpips(
                     f"torch.hub.set_dir() fixed the hub folder, so the LPIPS weights path is not "
                     f"used; place the file at {cached} instead"
                 )
-            return LearnedPerceptualImagePatchSimilarity(net_type=net)
+            return LearnedPerceptualImagePatchSimilarity(net_type=net, **ONE_PROCESS)
         except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as error:
             if isinstance(error, ConfigError):
                 raise
@@ -175,7 +179,8 @@ def load_lpips(
 
 def _psnr_metric() -> PeakSignalNoiseRatio:
     # dim=(1, 2, 3): one PSNR per image, then the mean (dim=None would pool the MSE over images).
-    return PeakSignalNoiseRatio(data_range=DATA_RANGE, dim=(1, 2, 3)).set_dtype(torch.float64)
+    psnr = PeakSignalNoiseRatio(data_range=DATA_RANGE, dim=(1, 2, 3), **ONE_PROCESS)
+    return psnr.set_dtype(torch.float64)
 
 
 def per_image_ssim(fake: Tensor, real: Tensor) -> Tensor:
@@ -198,7 +203,7 @@ def per_image_ssim(fake: Tensor, real: Tensor) -> Tensor:
 
 
 def _mean_metric() -> MeanMetric:
-    return MeanMetric().set_dtype(torch.float64)
+    return MeanMetric(**ONE_PROCESS).set_dtype(torch.float64)
 
 
 class TranslationScores(nn.Module):
