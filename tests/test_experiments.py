@@ -101,6 +101,7 @@ SMALLER = {
     "cyclegan_horse2zebra": ["data.load_size=36", "data.crop_size=32", *NARROW_CYCLEGAN],
     "cyclegan_monet2photo": ["data.load_size=36", "data.crop_size=32", *NARROW_CYCLEGAN],
     "pix2pix_facades": NARROW_UNET,
+    "stylegan2_cifar10": ["model.generator.channel_max=32", "model.discriminator.channel_max=32"],
     "watermark_clwd": NARROW_UNET,
     "inpainting_places": ["data.crop_size=64"],
     **dict.fromkeys(["srresnet_div2k", "srgan_div2k"], ["data.gt_size=32"]),

@@ -5,6 +5,7 @@ from ganlab.models.conditional import ConditionalGAN
 from ganlab.models.cyclegan import CycleGAN, ImagePool
 from ganlab.models.restoration import InpaintingGAN, WatermarkRemovalGAN
 from ganlab.models.schedules import LinearDecay
+from ganlab.models.stylegan2 import StyleGAN2
 from ganlab.models.superres import SRGAN
 from ganlab.models.translation import PairedTranslationGAN, TranslationMixin
 from ganlab.models.unrolled import UnrolledGAN
@@ -19,6 +20,7 @@ __all__ = [
     "LinearDecay",
     "PairedTranslationGAN",
     "SRGAN",
+    "StyleGAN2",
     "TranslationMixin",
     "UnrolledGAN",
     "WatermarkRemovalGAN",

@@ -87,6 +87,9 @@ class GANModule(pl.LightningModule):
         self.data_key = data_key
         # Configs name them ({gp: ..., r1: ...}); an entry left unbuilt is a ConfigError.
         self.d_regularizers = regularizer_list(d_regularizers)
+        # Generator regularizers (StyleGAN2's path length), same interface, counted in G steps;
+        # a variant fills the list.
+        self.g_regularizers: list[Regularizer] = []
         self.augment = check_augment(augment)
         # A frozen copy: saved in checkpoints, moved with the module, never optimized.
         self.generator_ema = self._frozen_copy(generator) if ema_decay is not None else None
@@ -171,8 +174,9 @@ class GANModule(pl.LightningModule):
             with self.toggled_optimizer(g_opt):
                 g_loss, g_stats = call_g_loss(self, fake, cond, real)
                 self.watch_finite(g_loss, "train/g_loss")
+                g_penalty = self.g_regularization(real, fake, cond, g_stats)
                 g_opt.zero_grad(set_to_none=True)
-                self.manual_backward(g_loss)
+                self.manual_backward(g_loss + g_penalty)
                 g_opt.step()
             self.g_steps += 1
             self.update_ema()
@@ -196,6 +200,18 @@ class GANModule(pl.LightningModule):
         total = torch.zeros((), device=real.device)
         for regularizer in self.d_regularizers:
             if self.d_steps % regularizer.interval == 0:
+                term = regularizer(self, real, fake, cond)
+                self.watch_finite(term, f"train/{regularizer.name}")
+                stats[f"train/{regularizer.name}"] = term
+                total = total + regularizer.interval * term
+        return total
+
+    def g_regularization(self, real, fake, cond, stats: dict[str, torch.Tensor]):
+        """The generator regularizers due at this G step, lazy ones as in `d_regularization`
+        but every `interval` G steps."""
+        total = torch.zeros((), device=real.device)
+        for regularizer in self.g_regularizers:
+            if self.g_steps % regularizer.interval == 0:
                 term = regularizer(self, real, fake, cond)
                 self.watch_finite(term, f"train/{regularizer.name}")
                 stats[f"train/{regularizer.name}"] = term
