@@ -4,6 +4,7 @@ for given images (`inputs=FOLDER|FILE.npz`) as an .npz or a folder of PNGs."""
 
 from __future__ import annotations
 
+import inspect
 import zipfile
 from pathlib import Path
 
@@ -86,6 +87,20 @@ def _labels(given, num_samples: int, model) -> list[int] | None:
     return [labels[i % len(labels)] for i in range(num_samples)]
 
 
+def _truncation(psi, model) -> dict[str, float]:
+    """`truncation=psi` for models whose `sample` takes it (StyleGAN2); refused elsewhere."""
+    if psi is None:
+        return {}
+    if isinstance(psi, bool) or not isinstance(psi, int | float) or psi < 0:
+        raise ConfigError(f"truncation={psi!r} must be a number >= 0 (1: off), or null")
+    if "truncation" not in inspect.signature(model.sample).parameters:
+        raise ConfigError(
+            f"truncation={psi} was given, but the checkpoint's model ({type(model).__name__}) "
+            "has no truncation; leave truncation=null (it applies to model=stylegan2)"
+        )
+    return {"truncation": float(psi)}
+
+
 def sample(cfg: DictConfig) -> Path:
     out = Path(str(cfg.out))
     batch_size = positive_int(cfg, "batch_size")
@@ -113,6 +128,7 @@ def sample(cfg: DictConfig) -> Path:
         seed=cfg.seed,
         use_ema=bool(cfg.use_ema),
         batch_size=batch_size,
+        **_truncation(cfg.get("truncation"), model),
     )
     label_tensor = torch.as_tensor(labels, dtype=torch.long) if labels is not None else None
     centers = None

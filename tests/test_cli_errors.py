@@ -110,6 +110,8 @@ def test_sample_and_eval_refuse_bad_values(trained, tmp_path):
     _, ckpt = trained
     result = run_command("ganlab-sample", f"ckpt_path={ckpt}", "num_samples=abc", cwd=tmp_path)
     assert_one_error(result, "ganlab-sample", "num_samples='abc' must be a positive integer")
+    result = run_command("ganlab-sample", f"ckpt_path={ckpt}", "truncation=0.7", cwd=tmp_path)
+    assert_one_error(result, "ganlab-sample", "truncation=0.7 was given, but the checkpoint's")
     result = run_command("ganlab-eval", f"ckpt_path={ckpt}", "num_samples=abc", cwd=tmp_path)
     assert_one_error(result, "ganlab-eval", "num_samples='abc' must be an integer or null")
     result = run_command("ganlab-eval", f"ckpt_path={ckpt}", "data.resolution=64", cwd=tmp_path)

@@ -3,6 +3,7 @@ half-life, truncated sampling, checkpointed w_avg and pl_mean, and its configs."
 
 import functools
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -12,7 +13,9 @@ from ganlab.losses import R1, BCELoss
 from ganlab.models import StyleGAN2
 from ganlab.models.stylegan2 import PathLengthRegularizer, ema_beta
 from ganlab.networks import StyleGAN2Discriminator, StyleGAN2Generator
+from ganlab.sample import sample as ganlab_sample
 from ganlab.train import train
+from tests.conftest import compose_config
 from tests.training import changed, fit, snapshot
 
 TINY = dict(channels=3, resolution=32, channel_base=64, channel_max=8)
@@ -191,9 +194,23 @@ def test_stylegan2_on_digits_composes_and_trains_conditionally(make_config, tmp_
     model = instantiate(cfg.model)
     assert isinstance(model, StyleGAN2) and model.conditional
     train(cfg)
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["ganlab"]["progress"]["d_steps"] == 3
     assert "path_length.penalty.pl_mean" in checkpoint["state_dict"]
+
+    # ganlab-sample truncation=psi: psi 1 is no truncation, psi 0 pulls every w to w_avg
+    def samples(*overrides: str):
+        out = tmp_path / f"samples{len(list(tmp_path.glob('samples*')))}.npz"
+        ckpt = f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}"
+        options = [ckpt, "num_samples=4", f"out={out}", "device=cpu", *overrides]
+        ganlab_sample(compose_config(options, tmp_path, "sample"))
+        return np.load(out)["samples"]
+
+    plain, psi_one, psi_zero = samples(), samples("truncation=1"), samples("truncation=0")
+    assert np.array_equal(plain, psi_one)
+    assert not np.allclose(plain, psi_zero)
+    with pytest.raises(ConfigError, match="truncation=-1 must be a number >= 0"):
+        samples("truncation=-1")
 
 
 @pytest.mark.parametrize("experiment", ["stylegan2_digits", "stylegan2_cifar10"])

@@ -174,8 +174,14 @@ class StyleGAN2(GANModule):
     ) -> torch.Tensor:
         saved = self.truncation_psi, self.noise_mode
         self.set_sampling(saved[0] if truncation is None else truncation, noise_mode or saved[1])
+        devices = [self.device] if self.device.type == "cuda" else []
         try:
-            return super().sample(n, labels, seed, use_ema, batch_size, start)
+            # The seed fixes the latents; the per-layer noise inputs are drawn from it too, so
+            # the same seed (and batch size) gives the same images. The run's RNG is left alone.
+            with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                return super().sample(n, labels, seed, use_ema, batch_size, start)
         finally:
             self.truncation_psi, self.noise_mode = saved
 
