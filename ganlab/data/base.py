@@ -170,14 +170,18 @@ class GANDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.real_dataset(self.train_split)  # surface data errors before the first step
 
-    def train_dataloader(self) -> DataLoader:
-        dataset = self.real_dataset(self.train_split)
+    def check_one_batch(self, dataset: Dataset) -> None:
+        """Refuse a training split too small for one batch (no step would ever run)."""
         if self.drop_last and len(dataset) < self.batch_size:
             raise DataError(
                 f"{self.name} ({self.train_split}) has {len(dataset)} samples, fewer than "
                 f"batch_size={self.batch_size} with drop_last=true, so no batch would be made; "
                 "lower data.batch_size or set data.drop_last=false"
             )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.real_dataset(self.train_split)
+        self.check_one_batch(dataset)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -251,12 +251,7 @@ class TranslationDataModule(GANDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.real_dataset(self.train_split)
-        if self.drop_last and len(dataset) < self.batch_size:
-            raise DataError(
-                f"{self.name} ({self.train_split}) has {len(dataset)} samples, fewer than "
-                f"batch_size={self.batch_size} with drop_last=true, so no batch would be made; "
-                "lower data.batch_size or set data.drop_last=false"
-            )
+        self.check_one_batch(dataset)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
