@@ -110,6 +110,8 @@ def compose(tmp_path: Path, *overrides: str):
                 network.num_downs = 5  # U-Nets take the 32x32 images of `batch_for`
             if "num_blocks" in network:
                 network.num_blocks = 1
+            if "channel_max" in network:  # StyleGAN2: 512 channels at every resolution
+                network.channel_max = 16
         if "perceptual_weight" in cfg.model:
             cfg.model.perceptual_weight = 0  # its VGG19 weights cannot be downloaded here
         if "unrolled_steps" in cfg.model:
