@@ -15,6 +15,7 @@ from ganlab.data.translation import (
     center_crop,
     check_crop,
     check_decodable,
+    check_load_and_crop,
     image_size,
     item_generator,
     list_images,
@@ -87,13 +88,7 @@ class AlignedPairsDataModule(TranslationDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, seed, drop_last)
         check_choice("direction", direction, ("AtoB", "BtoA"))
-        check_int("load_size", load_size, 1)
-        check_int("crop_size", crop_size, 1)
-        if crop_size > load_size:
-            raise DataError(
-                f"crop_size={crop_size} is larger than load_size={load_size}: training crops "
-                "are cut from the image resized to load_size; set crop_size <= load_size"
-            )
+        check_load_and_crop(load_size, crop_size)
         self.name = "aligned"
         self.root = resolve_root("root", root, ALIGNED_LAYOUT)
         require_folder(self.root, "train", ALIGNED_LAYOUT)

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from ganlab.data.base import DataError, GANDataModule, check_choice, collate_batch
+from ganlab.data.base import DataError, GANDataModule, check_choice, check_int, collate_batch
 from ganlab.data.folder import (
     _PIL_ERRORS,
     IMAGE_EXTENSIONS,
@@ -53,6 +53,17 @@ def resolve_root(option: str, path: Any, layout: str) -> Path:
 
 def subfolders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def check_load_and_crop(load_size: int, crop_size: int) -> None:
+    """pix2pix/CycleGAN sizes: images are resized to load_size, then a crop_size crop is cut."""
+    check_int("load_size", load_size, 1)
+    check_int("crop_size", crop_size, 1)
+    if crop_size > load_size:
+        raise DataError(
+            f"crop_size={crop_size} is larger than load_size={load_size}: training crops "
+            "are cut from the image resized to load_size; set crop_size <= load_size"
+        )
 
 
 def require_folder(root: Path, relative: str, layout: str) -> Path:

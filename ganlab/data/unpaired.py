@@ -7,10 +7,11 @@ from pathlib import Path
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ganlab.data.base import DataError, check_int
+from ganlab.data.base import DataError
 from ganlab.data.translation import (
     TranslationDataModule,
     check_decodable,
+    check_load_and_crop,
     item_generator,
     list_images,
     load_rgb,
@@ -79,13 +80,7 @@ class UnalignedDataModule(TranslationDataModule):
         drop_last: bool = True,
     ) -> None:
         super().__init__(batch_size, num_workers, seed, drop_last)
-        check_int("load_size", load_size, 1)
-        check_int("crop_size", crop_size, 1)
-        if crop_size > load_size:
-            raise DataError(
-                f"crop_size={crop_size} is larger than load_size={load_size}: training crops "
-                "are cut from the image resized to load_size; set crop_size <= load_size"
-            )
+        check_load_and_crop(load_size, crop_size)
         self.name = "unaligned"
         self.root = resolve_root("root", root, UNALIGNED_LAYOUT)
         if (self.root / "train" / "A").is_dir() and not (self.root / "trainA").is_dir():

@@ -49,7 +49,9 @@ class TranslationMixin:
         no dropout) or "train" (the pix2pix paper: test-batch statistics and dropout on, as in
         training). Running statistics are restored afterwards, so translating changes nothing."""
         was_training = network.training
-        saved = {k: v.clone() for k, v in network.state_dict().items() if _is_statistic(k)}
+        # only train mode changes BatchNorm statistics: nothing to save in eval mode
+        statistics = network.state_dict().items() if self.test_mode == "train" else ()
+        saved = {k: v.clone() for k, v in statistics if _is_statistic(k)}
         network.train(self.test_mode == "train")
         try:
             yield
