@@ -58,6 +58,21 @@ def checkpoint_to_resume(path: str | Path) -> tuple[Path, dict[str, Any]]:
         return previous, ckpt
 
 
+def check_resumable(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint that holds weights but no training state (a `ganlab-interpolate`
+    blend): Lightning would fail deep inside the restore with a KeyError."""
+    missing = [key for key in ("optimizer_states", "loops") if key not in ckpt]
+    if not missing:
+        return
+    made_by = "a ganlab-interpolate blend" if "interpolation" in ckpt["ganlab"] else "weights only"
+    raise CheckpointError(
+        f"ckpt_path={str(path)!r} holds no training state to resume ({made_by}: no "
+        f"{' or '.join(missing)}); sample or score it with ganlab-sample/ganlab-eval "
+        "ckpt_path=..., or start a new run from its generator with model.init_from=... (the "
+        "super-resolution models)"
+    )
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the LightningModule of a run from its checkpoint, weights loaded, in eval mode;
     returns (model, the run's config)."""

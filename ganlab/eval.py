@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
@@ -11,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganlab.checkpoint import existing_checkpoint, model_from_checkpoint, read_checkpoint
 from ganlab.checks import check_arguments
-from ganlab.cli import entry_point
+from ganlab.cli import CONFIG_DIR, entry_point
 from ganlab.errors import ConfigError, GanlabError
 from ganlab.metrics.evaluator import DEFAULT_NUM_SAMPLES, SampleQuality
 from ganlab.metrics.translation_eval import TranslationQuality, is_translation_model
@@ -34,6 +35,10 @@ EVALUATOR_KEYS = (
     "kid_subset_size",
     "prc_neighborhood",
     "cache_dir",
+    "truncation",
+    "standing_stats",
+    "cas_epochs",
+    "cas_seeds",
 )
 
 
@@ -67,6 +72,31 @@ def build_translation_evaluator(cfg: DictConfig) -> TranslationQuality:
     return TranslationQuality(**arguments)
 
 
+# Options that only one kind of model reads; set for the other kind, they are refused rather
+# than silently ignored.
+SAMPLING_ONLY = ("reference_split", "num_reference", "isc_splits", "kid_subsets", "kid_subset_size")
+SAMPLING_ONLY += ("prc_neighborhood", "truncation", "standing_stats")
+SAMPLING_ONLY += ("cas_epochs", "cas_seeds")
+TRANSLATION_ONLY = ("split", "lpips_net", "lpips_weights_path")
+
+
+def refuse_inapplicable_options(cfg: DictConfig, model: Any, translation: bool) -> None:
+    defaults = OmegaConf.load(Path(CONFIG_DIR) / "eval.yaml")
+    keys = SAMPLING_ONLY if translation else TRANSLATION_ONLY
+    changed = [f"{key}={cfg.get(key)}" for key in keys if cfg.get(key) != defaults.get(key)]
+    if not changed:
+        return
+    if translation:
+        why = (
+            "translates images and is scored against its data's paired targets (choose them "
+            "with split=...), not against a reference set of real samples"
+        )
+    else:
+        why = "samples from latents; split, lpips_net and lpips_weights_path apply to translation"
+        why += " models"
+    raise ConfigError(f"{' '.join(changed)}: {type(model).__name__} {why}; leave it unset")
+
+
 def build_data(cfg: DictConfig, run_config: DictConfig, model) -> Any:
     """The run's datamodule with the command line's `data.*` overrides, refused when they change
     the shape of the data (the scores would compare against another reference)."""
@@ -89,11 +119,28 @@ def build_data(cfg: DictConfig, run_config: DictConfig, model) -> Any:
     return datamodule
 
 
+def selection_rule(ckpt_path: Path, run_config: DictConfig) -> str:
+    """How the scored checkpoint was chosen: "last", "best by <metric> (<mode>)" from the run's
+    checkpoint callback that writes this file name, else the file as given."""
+    callbacks = OmegaConf.select(run_config, "callbacks") if run_config is not None else None
+    for callback in (callbacks or {}).values():
+        writes_it = isinstance(callback, DictConfig) and "ModelCheckpoint" in str(
+            callback.get("_target_", "")
+        )
+        if writes_it and f"{callback.get('filename')}.ckpt" == ckpt_path.name:
+            monitor = callback.get("monitor")
+            if monitor is None:
+                return "last"
+            return f"best by {monitor} ({callback.get('mode', 'min')})"
+    return f"the given file {ckpt_path.name} (not a checkpoint callback's last or best)"
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = existing_checkpoint(cfg.ckpt_path)
     ckpt = read_checkpoint(ckpt_path)
     model, run_config = model_from_checkpoint(ckpt, pick_device(str(cfg.device)))
     translation = is_translation_model(model)
+    refuse_inapplicable_options(cfg, model, translation)
     evaluator = build_translation_evaluator(cfg) if translation else build_evaluator(cfg)
     datamodule = build_data(cfg, run_config, model)
     metrics = evaluator.resolve_metrics(datamodule)  # a bad metric name fails before any work
@@ -118,7 +165,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "epoch": ckpt.get("epoch"),
         "step": ckpt.get("global_step"),
         "images_seen": ckpt["ganlab"].get("progress", {}).get("images_seen"),
-        "selection": ckpt_path.name,
+        "selection": selection_rule(ckpt_path, run_config),
     }
     result = evaluator.evaluate(model, datamodule, context=context)
     record = {"checkpoint": str(ckpt_path.resolve()), **result.record()}

@@ -22,6 +22,8 @@ from ganlab.data.translation import open_image, to_tensor
 from ganlab.errors import ConfigError
 from ganlab.metrics.translation_eval import is_translation_model
 from ganlab.plots import scatter_plot
+from ganlab.speed import deterministic_kernels
+from ganlab.utils.standing_stats import check_standing_stats, sampling_statistics_
 
 OUTPUT_FORMATS = (".npz", ".png")
 DEFAULT_NUM_SAMPLES = 64
@@ -88,7 +90,8 @@ def _labels(given, num_samples: int, model) -> list[int] | None:
 
 
 def _truncation(psi, model) -> dict[str, float]:
-    """`truncation=psi` for models whose `sample` takes it (StyleGAN2); refused elsewhere."""
+    """`truncation=` for models whose `sample` takes it (StyleGAN2's psi, BigGAN's resampling
+    threshold); refused elsewhere."""
     if psi is None:
         return {}
     if isinstance(psi, bool) or not isinstance(psi, int | float) or psi < 0:
@@ -96,7 +99,8 @@ def _truncation(psi, model) -> dict[str, float]:
     if "truncation" not in inspect.signature(model.sample).parameters:
         raise ConfigError(
             f"truncation={psi} was given, but the checkpoint's model ({type(model).__name__}) "
-            "has no truncation; leave truncation=null (it applies to model=stylegan2)"
+            "has no truncation; leave truncation=null (it applies to model=stylegan2 and "
+            "model=biggan)"
         )
     return {"truncation": float(psi)}
 
@@ -122,14 +126,21 @@ def sample(cfg: DictConfig) -> Path:
     else:
         num_samples = positive_int(cfg, "num_samples")
     labels = _labels(cfg.labels, num_samples, model)
-    samples = model.sample(
-        num_samples,
-        labels=labels,
-        seed=cfg.seed,
-        use_ema=bool(cfg.use_ema),
-        batch_size=batch_size,
-        **_truncation(cfg.get("truncation"), model),
-    )
+    standing_stats = check_standing_stats(cfg.get("standing_stats"))
+    if standing_stats is not None:  # BatchNorm statistics of the sampled generator, recomputed
+        seed = 0 if cfg.seed is None else cfg.seed
+        sampling_statistics_(model, standing_stats, batch_size, bool(cfg.use_ema), seed)
+    # The same seed gives bit-identical samples on the same device (cuDNN picks its algorithms
+    # freely otherwise); across devices they are close, not equal.
+    with deterministic_kernels(model.device):
+        samples = model.sample(
+            num_samples,
+            labels=labels,
+            seed=cfg.seed,
+            use_ema=bool(cfg.use_ema),
+            batch_size=batch_size,
+            **_truncation(cfg.get("truncation"), model),
+        )
     label_tensor = torch.as_tensor(labels, dtype=torch.long) if labels is not None else None
     centers = None
     if out.suffix == ".png" and samples.dim() == 2:
@@ -146,7 +157,7 @@ def translate_inputs(
 ) -> Path:
     """`model`'s outputs for the images of `cfg.inputs`, written to `out` (.npz or a folder)."""
     name = type(model).__name__
-    for key in ("num_samples", "labels"):
+    for key in ("num_samples", "labels", "truncation", "standing_stats"):
         if cfg.get(key) is not None:
             raise ConfigError(
                 f"{key}={cfg.get(key)!r} does not apply to {name}, which translates the given "
@@ -175,7 +186,10 @@ def translate_inputs(
             raise ConfigError(f"inputs={cfg.inputs!r}: {shown}: {err}") from err
     outputs: list[torch.Tensor | None] = [None] * len(images)
     # test_mode "train" keeps dropout on: its noise is drawn from `seed`
-    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+    with (
+        torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []),
+        deterministic_kernels(model.device),
+    ):
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
         for indices in groups_by_size(images).values():

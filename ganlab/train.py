@@ -14,11 +14,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
-from ganlab.checkpoint import checkpoint_to_resume
+from ganlab.checkpoint import check_resumable, checkpoint_to_resume
 from ganlab.cli import choice, entry_point, resolve
 from ganlab.loggers import finish_runs
 from ganlab.resume import check_resume_changes, flatten, resume_callbacks
 from ganlab.run_end import StepCounter, removed_unless_started, report_final_scores
+from ganlab.speed import float32_matmul_precision
 
 log = logging.getLogger("ganlab")
 
@@ -48,6 +49,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
         # Read (safely) and checked before anything runs; a newest file that a killed write
         # left unreadable gives way to the previous one.
         ckpt_path, ckpt = checkpoint_to_resume(cfg.ckpt_path)
+        check_resumable(ckpt, ckpt_path)
         continue_logger_runs(cfg, ckpt)
         run_config = OmegaConf.to_container(cfg, resolve=True)
         changes = check_resume_changes(ckpt["ganlab"]["config"], run_config, ckpt_path)
@@ -57,6 +59,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     else:  # no seed left over from an earlier run in this process (tests, notebooks)
         os.environ.pop("PL_GLOBAL_SEED", None)
 
+    float32_matmul_precision(cfg)  # TF32 on GPUs with trainer=gpu (docs/speed.md)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)

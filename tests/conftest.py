@@ -31,7 +31,17 @@ FAST = [
 ]
 SMALL_DCGAN = ["model.generator.base_width=8", "model.discriminator.base_width=8"]
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+
+def _threads_per_test_process() -> int:
+    """At most 2 torch threads; under pytest-xdist (`-n N`) the cores shared among the workers,
+    so that N workers do not each start as many threads as the machine has cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
+
+
+torch.set_num_threads(_threads_per_test_process())
+if "PYTEST_XDIST_WORKER" in os.environ:  # the commands the tests start share the cores too
+    os.environ["OMP_NUM_THREADS"] = str(_threads_per_test_process())
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -145,3 +145,13 @@ def test_the_command_writes_a_checkpoint_and_reports_mistakes_in_one_line(runs, 
         "ganlab-interpolate: error: alpha=2 must be a number in [0, 1] (0: a's weights, 1: b's, "
         "0.8: mostly the GAN stage's, as in ESRGAN's demo)"
     )
+
+
+def test_training_refuses_to_resume_a_blend_naming_what_it_lacks(runs, tmp_path):
+    out = interpolated(runs, tmp_path, 0.5)
+    failed = run_command("ganlab-train", f"ckpt_path={out}", cwd=tmp_path)
+    assert failed.returncode == 2
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"ganlab-train: error: ckpt_path='{out}' holds no training state")
+    assert "a ganlab-interpolate blend" in message and "optimizer_states" in message
+    assert "model.init_from=" in message

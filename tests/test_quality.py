@@ -224,7 +224,7 @@ def test_eval_writes_one_json_object_beside_the_checkpoint(trained, tmp_path):
     )
     record = evaluate(cfg)
     assert set(record["scores"]) == {"fid", "kid_mean", "kid_std"}
-    assert record["protocol"]["selection"] == "last.ckpt"
+    assert record["protocol"]["selection"] == "last"  # the run's checkpoint callback wrote it
     assert record["protocol"]["step"] == 6
     written = json.loads(ckpt.with_suffix(".eval.json").read_text())
     assert written == json.loads(json.dumps(record))
@@ -252,6 +252,11 @@ def test_eval_command_prints_json(trained, tmp_path):
     [
         (["metrics=[fid,sharpness]"], "metrics=['fid', 'sharpness'] has ['sharpness']"),
         (["ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt' does not exist"),
+        (
+            ["lpips_net=vgg"],
+            "lpips_net=vgg: GANModule samples from latents; split, lpips_net and "
+            "lpips_weights_path apply to translation models; leave it unset",
+        ),
     ],
 )
 def test_eval_errors_name_the_bad_value(trained, tmp_path, args, message):

@@ -225,6 +225,11 @@ def test_eval_fid_only_when_asked(ckpt):
         (["metrics=[]"], "metrics=[] has no metric"),
         (["num_samples=0"], "num_samples=0 must be at least 1"),
         (["metrics=[fid]", "num_samples=1"], "FID needs at least 2 translated items"),
+        (
+            ["reference_split=test", "kid_subsets=5"],
+            "reference_split=test kid_subsets=5: PairedTranslationGAN translates images and is "
+            "scored against its data's paired targets",
+        ),
     ],
 )
 def test_eval_refuses_what_does_not_apply(ckpt, overrides, expected):
@@ -445,6 +450,8 @@ def bad_inputs(folder: Path) -> dict[str, tuple[list[str], str]]:
         "no_inputs": ([], "translates images: give them as inputs=FOLDER"),
         "num_samples": ([given["range"], "num_samples=4"], "num_samples=4 does not apply to"),
         "labels": ([given["range"], "labels=[1]"], "labels=[1] does not apply to"),
+        "truncation": ([given["range"], "truncation=0.5"], "truncation=0.5 does not apply to"),
+        "standing_stats": ([given["range"], "standing_stats=4"], "standing_stats=4 does not apply"),
         "png": ([f"inputs={folder / 'empty'}", "out=grid.png"], "writes a .npz (out=outputs.npz)"),
     }
 

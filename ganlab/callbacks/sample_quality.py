@@ -60,6 +60,8 @@ class SampleQualityCallback(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.datamodule is not None:  # a bad metric name fails before training
             self.evaluator_for(pl_module).resolve_metrics(trainer.datamodule)
+            if not is_translation_model(pl_module):  # so does cas for an unconditional model
+                self.evaluator.check_model(pl_module, trainer.datamodule)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch

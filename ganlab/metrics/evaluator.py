@@ -8,6 +8,7 @@ logs the same number and the number does not depend on the world size.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -15,21 +16,54 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
 from ganlab.data.base import collate_batch
 from ganlab.errors import ConfigError
+from ganlab.metrics.cas import (
+    CAS,
+    ClassifierRecipe,
+    classification_accuracy_score,
+    heldout_split,
+    require_conditional,
+)
 from ganlab.metrics.extractors import cache_dir as default_cache_dir
 from ganlab.metrics.fidelity import IMAGE_METRICS, FeatureExtractor, scores_from_features
 from ganlab.metrics.modes import mode_coverage
 from ganlab.metrics.reference import ReferenceCache, protocol_key
 from ganlab.utils.progress import progress
+from ganlab.utils.standing_stats import check_standing_stats, sampling_statistics_
 
 log = logging.getLogger("ganlab")
 
 POINT_METRICS = ("modes",)
 # PacGAN's protocol for 2D mixtures; for images, a CPU-affordable default (set 50000 for papers).
 DEFAULT_NUM_SAMPLES = {"image": 5000, "point": 2500}
+
+
+def takes_truncation(model) -> bool:
+    return "truncation" in inspect.signature(model.sample).parameters
+
+
+def check_truncation_support(model, truncation: float | None) -> None:
+    if truncation is not None and not takes_truncation(model):
+        raise ConfigError(
+            f"truncation={truncation} was given, but the checkpoint's model "
+            f"({type(model).__name__}) has no truncation; leave truncation=null (it applies to "
+            "model=stylegan2 and model=biggan)"
+        )
+
+
+def truncation_protocol(model, truncation: float | None) -> str | None:
+    """What truncation the samples were drawn with: BigGAN's resampling threshold, StyleGAN2's
+    psi (a model's own default when `truncation` is None), or None for none."""
+    if hasattr(model, "truncation_protocol"):
+        return model.truncation_protocol(truncation)
+    psi = truncation if truncation is not None else getattr(model, "truncation_psi", None)
+    if psi is None or psi == 1:
+        return None
+    return f"psi {float(psi)}: w = w_avg + psi (w - w_avg)"
 
 
 @dataclass
@@ -93,6 +127,10 @@ class SampleQuality:
         kid_subset_size: int = 1000,
         prc_neighborhood: int = 3,
         cache_dir: str | None = None,  # None: $GANLAB_CACHE_DIR or ~/.cache/ganlab
+        truncation: float | None = None,  # passed to `model.sample` (StyleGAN2 psi, BigGAN t)
+        standing_stats: int | None = None,  # BatchNorm statistics over this many batches first
+        cas_epochs: int = 10,  # metrics=[cas]: the classifier's epochs (ganlab.metrics.cas)
+        cas_seeds: int = 1,  # metrics=[cas]: classifiers (seeds seed, seed + 1, ...), averaged
     ):
         for name, value in (("num_samples", num_samples), ("num_reference", num_reference)):
             if value is not None and value < 2:
@@ -110,6 +148,12 @@ class SampleQuality:
         self.kid_subsets = kid_subsets
         self.kid_subset_size = kid_subset_size
         self.prc_neighborhood = prc_neighborhood
+        self.truncation = truncation
+        self.standing_stats = check_standing_stats(standing_stats)
+        self.cas_recipe = ClassifierRecipe(epochs=cas_epochs)
+        if isinstance(cas_seeds, bool) or not isinstance(cas_seeds, int) or cas_seeds < 1:
+            raise ConfigError(f"cas_seeds={cas_seeds!r} must be a positive integer")
+        self.cas_seeds = cas_seeds
         self.cache = ReferenceCache(cache_dir or default_cache_dir())
         self._extractors: dict[tuple[str, str], FeatureExtractor] = {}
         self.last_reference_computed = False  # whether the last evaluation extracted real data
@@ -120,8 +164,9 @@ class SampleQuality:
 
     def resolve_metrics(self, datamodule) -> list[str]:
         kind = self.kind(datamodule)
-        accepted = POINT_METRICS if kind == "point" else IMAGE_METRICS
-        metrics = self.metrics if self.metrics is not None else list(accepted)
+        accepted = POINT_METRICS if kind == "point" else (*IMAGE_METRICS, CAS)
+        # CAS trains classifiers: only when asked
+        metrics = self.metrics if self.metrics is not None else [m for m in accepted if m != CAS]
         unknown = [m for m in metrics if m not in accepted]
         if unknown or not metrics:
             raise ConfigError(
@@ -130,6 +175,12 @@ class SampleQuality:
                 f"are {list(accepted)}"
             )
         return metrics
+
+    def check_model(self, model, datamodule) -> None:
+        """CAS needs a conditional generator and labelled data with a held-out split."""
+        if CAS in self.resolve_metrics(datamodule):
+            require_conditional(model, "metrics=[cas]")
+            heldout_split(datamodule)
 
     def extractor_name(self, datamodule) -> str:
         return self.feature_extractor or datamodule.default_feature_extractor
@@ -144,21 +195,37 @@ class SampleQuality:
     ) -> Evaluation:
         processes = processes or Processes()
         metrics = self.resolve_metrics(datamodule)
+        self.check_model(model, datamodule)
         kind = self.kind(datamodule)
         count = self.num_samples or DEFAULT_NUM_SAMPLES[kind]
-        if kind == "point":
-            scores, details = self._evaluate_points(model, datamodule, processes, count)
-        else:
-            scores, details = self._evaluate_images(model, datamodule, processes, count, metrics)
+        check_truncation_support(model, self.truncation)
+        restore = self._standing_statistics(model)
+        try:
+            if kind == "point":
+                scores, details = self._evaluate_points(model, datamodule, processes, count)
+            else:
+                fidelity = [m for m in metrics if m != CAS]
+                scores, details = ({}, {})
+                if fidelity:
+                    scores, details = self._evaluate_images(
+                        model, datamodule, processes, count, fidelity
+                    )
+                if CAS in metrics:
+                    cas_scores, details[CAS] = self._evaluate_cas(model, datamodule, processes)
+                    scores = {**scores, **cas_scores}
+        finally:
+            restore()  # a training run's generator keeps its own statistics
         protocol = {
             "metrics": metrics,
             "num_generated": count,
             "latents": {"seed": self.seed, "indices": [0, count]},
             "generator": "ema" if self._uses_ema(model) else "raw",
-            "batchnorm_at_sampling": "eval (running statistics)",
-            "truncation": None,
+            "batchnorm_at_sampling": self._batchnorm_protocol(model),
+            "truncation": truncation_protocol(model, self.truncation),
             "labels": self._label_protocol(model),
             "world_size": processes.world_size,
+            # TF32 in float32 matmuls/convolutions changes features slightly on GPUs that have it.
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
             **details,
             **(context or {}),
         }
@@ -174,15 +241,57 @@ class SampleQuality:
     def _uses_ema(self, model) -> bool:
         return self.use_ema and getattr(model, "generator_ema", None) is not None
 
+    def _standing_statistics(self, model) -> Callable[[], None]:
+        """Standing statistics when asked (a restore function); the seed fixes their latents."""
+        if self.standing_stats is None:
+            return lambda: None
+        return sampling_statistics_(
+            model, self.standing_stats, self.batch_size, self.use_ema, self.seed
+        )
+
+    def _batchnorm_protocol(self, model) -> str:
+        network = model  # a plain module with `sample`; of a GANModule, the sampled generator
+        if hasattr(model, "sampling_generator"):
+            network = model.sampling_generator(self.use_ema)
+        if not any(isinstance(m, _BatchNorm) for m in network.modules()):
+            return "none (the generator has no BatchNorm)"
+        if self.standing_stats is None:
+            return "eval (running statistics from training)"
+        labels = " and uniform labels" if getattr(model, "conditional", False) else ""
+        return (
+            f"eval (standing statistics: {self.standing_stats} batches of {self.batch_size} "
+            f"fresh latents{labels}, seed {self.seed})"
+        )
+
     def _generated_batches(self, model, start: int, stop: int) -> Iterator[torch.Tensor]:
         starts = range(start, stop, self.batch_size)
         for lo in progress(starts, "generating and extracting"):
             n = min(self.batch_size, stop - lo)
-            yield model.sample(n, seed=self.seed, start=lo, use_ema=self.use_ema).cpu()
+            truncation = {} if self.truncation is None else {"truncation": self.truncation}
+            # Left on the model's device: the feature extractor reads them there.
+            yield model.sample(n, seed=self.seed, start=lo, use_ema=self.use_ema, **truncation)
+
+    def _evaluate_cas(self, model, datamodule, processes: Processes):
+        """Computed by rank 0 (classifiers trained on one process), then broadcast."""
+        outcome = None
+        if processes.rank == 0:
+            truncation = {} if self.truncation is None else {"truncation": self.truncation}
+            seeds = [self.seed + i for i in range(self.cas_seeds)]
+            outcome = classification_accuracy_score(
+                model,
+                datamodule,
+                seeds,
+                self.cas_recipe,
+                self.use_ema,
+                self.batch_size,
+                **truncation,
+            )
+        return processes.broadcast(outcome)
 
     def _evaluate_points(self, model, datamodule, processes, count):
         start, stop, per_rank = processes.share(count)
-        mine = torch.cat(list(self._generated_batches(model, start, stop)) or [torch.zeros(0, 2)])
+        batches = [b.cpu() for b in self._generated_batches(model, start, stop)]
+        mine = torch.cat(batches or [torch.zeros(0, 2)])
         points = processes.gather_rows(mine.double(), count, per_rank)
         scores = (
             mode_coverage(points, datamodule.centers, datamodule.std)

@@ -77,18 +77,24 @@ class FeatureExtractor:
         )
 
     @torch.no_grad()
+    def device_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Features of [-1, 1] images, per layer, left on the extractor's device."""
+        images = images.to(self.device, non_blocking=True)  # generated ones are there already
+        outputs = self.module(to_uint8(images))
+        return self.module.convert_features_tuple_to_dict(outputs)
+
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features of [-1, 1] images, per layer, float64 on the CPU."""
-        outputs = self.module(to_uint8(images).to(self.device))
-        named = self.module.convert_features_tuple_to_dict(outputs)
-        return {layer: feats.double().cpu() for layer, feats in named.items()}
+        return {k: v.double().cpu() for k, v in self.device_features(images).items()}
 
     def extract(self, batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Features of every batch, float64 on the CPU. They stay on the device until the last
+        batch is done: no host sync per batch, so a GPU never waits for the host between them."""
         chunks: dict[str, list[torch.Tensor]] = {}
         for images in batches:
-            for layer, feats in self(images).items():
+            for layer, feats in self.device_features(images).items():
                 chunks.setdefault(layer, []).append(feats)
-        return {layer: torch.cat(parts) for layer, parts in chunks.items()}
+        return {layer: torch.cat(parts).double().cpu() for layer, parts in chunks.items()}
 
 
 def unavailable_message(name: str, weights_path: str | None, err: Exception) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,21 @@ from ganlab.errors import ConfigError, NonFiniteLossError
 from ganlab.losses import AdversarialLoss
 from ganlab.losses.augment import check_augment
 from ganlab.losses.regularizers import Regularizer, regularizer_list
-from ganlab.models.health import NonFiniteWatch, WeightGrowth, first_non_finite
+from ganlab.models.health import NonFiniteWatch, WeightGrowth, first_non_finite, parameter_norm
+from ganlab.monitor.diagnostics import (
+    check_grad_clip,
+    clip_gradients,
+    gradient_norm,
+    logit_diagnostics,
+    relative_distance,
+)
+from ganlab.speed import (
+    check_switch,
+    compile_network,
+    deterministic_kernels,
+    fast_optimizer,
+    to_channels_last,
+)
 from ganlab.utils.rng import gather_rng_states, restore_process_rng_states, seed_process_streams
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -66,6 +81,13 @@ class GANModule(pl.LightningModule):
         augment: nn.Module | None = None,  # applied to every D input, real and fake
         # Warn when a network's weight norm passes this multiple of its initial norm; None: never.
         weight_growth_warning: float | None = 1000.0,
+        # Clip each player's gradients to this global norm before its update; None: no clipping.
+        g_grad_clip: float | None = None,
+        d_grad_clip: float | None = None,
+        # GPU speed switches (docs/speed.md): channels_last layout of conv networks and their
+        # input batches; torch.compile of every network's forward, falling back to eager.
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         if n_critic < 1:
@@ -103,6 +125,17 @@ class GANModule(pl.LightningModule):
         # Read on the host only at the logging interval and before a checkpoint is written.
         self.non_finite = NonFiniteWatch()
         self.weight_growth = WeightGrowth(weight_growth_warning)
+        self.g_grad_clip = check_grad_clip("model.g_grad_clip", g_grad_clip)
+        self.d_grad_clip = check_grad_clip("model.d_grad_clip", d_grad_clip)
+        # Monitor diagnostics of the current logging step (device tensors), the newest logged
+        # ones with their D step (read by ganlab.callbacks.TrainingMonitor), G's weights before
+        # its update on a logging step, and which player each optimizer updates.
+        self._monitor_stats: dict[str, torch.Tensor] = {}
+        self.monitor_record: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._g_weights_before: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._optimizer_player: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.channels_last = check_switch("model.channels_last", channels_last)
+        self.compile_networks = check_switch("model.compile", compile)  # .compile: a method
         self._saved_progress: dict[str, int] | None = None  # what the newest checkpoint holds
         self._epoch_first_step: dict[int, int] = {}  # epoch -> index of its first D step
         # Every process's RNG states from a checkpoint, restored when training starts.
@@ -133,6 +166,10 @@ class GANModule(pl.LightningModule):
         fake_logits = self.discriminate(fake, cond).float()
         loss = self.loss.d_loss(real_logits, fake_logits)
         stats = {"train/d_real": real_logits.mean(), "train/d_fake": fake_logits.mean()}
+        if hasattr(self.augment, "observe_real_logits"):  # ADA tunes p from sign(D(real))
+            stats.update(self.augment.observe_real_logits(real_logits))
+        if self.logging_step():
+            stats.update(logit_diagnostics(self.loss, real_logits, fake_logits))
         return loss, stats
 
     def g_loss(self, fake: torch.Tensor, cond: Any = None, real: torch.Tensor | None = None):
@@ -191,8 +228,57 @@ class GANModule(pl.LightningModule):
         as device tensors, and check the run's health. Other steps cost no host sync."""
         if not self.trainer._logger_connector.should_update_logs:
             return
-        self.log_dict({k: v.detach() for k, v in stats.items()}, prog_bar=False)
+        stats = {k: v.detach() for k, v in {**stats, **self.monitor_diagnostics()}.items()}
+        self.monitor_record = (self.d_steps, stats)
+        self.log_dict(stats, prog_bar=False)
         self.check_health()
+
+    def logging_step(self) -> bool:
+        """Whether this step's statistics are logged (`trainer.log_every_n_steps`); False
+        outside a fit."""
+        trainer = self._trainer
+        return trainer is not None and trainer._logger_connector.should_update_logs
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Inside each player's `opt.step()` (manual optimization too): clip its gradients when
+        `model.<player>_grad_clip` is set, and on logging steps record their norm before clipping
+        and, for G, its weights before the update. Other steps without clipping: no work."""
+        player = self.optimizer_player(optimizer)
+        limit = self.g_grad_clip if player == "g" else self.d_grad_clip
+        logging = self.logging_step()
+        if limit is None and not logging:
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = gradient_norm(params) if limit is None else clip_gradients(params, limit)
+        if logging and norm is not None:
+            self._monitor_stats[f"monitor/{player}_grad_norm"] = norm
+            if player == "g":
+                self._g_weights_before = (params, [p.detach().clone() for p in params])
+
+    def optimizer_player(self, optimizer: torch.optim.Optimizer) -> str:
+        """'g' when `optimizer` updates the generator (group), else 'd'."""
+        if optimizer not in self._optimizer_player:
+            first = optimizer.param_groups[0]["params"][0]
+            in_generator = any(p is first for p in self.generator.parameters())
+            self._optimizer_player[optimizer] = "g" if in_generator else "d"
+        return self._optimizer_player[optimizer]
+
+    @torch.no_grad()
+    def monitor_diagnostics(self) -> dict[str, torch.Tensor]:
+        """The monitor's values of this logging step, on the device: gradient norms (recorded
+        at the optimizer steps), G's update size ||delta theta|| / ||theta||, the EMA
+        generator's relative distance from the raw one, and each player's weight norm."""
+        stats, self._monitor_stats = self._monitor_stats, {}
+        if self._g_weights_before is not None:  # a G step ran on this logging step
+            stats["monitor/g_update_size"] = relative_distance(*self._g_weights_before)
+            self._g_weights_before = None
+        if self.generator_ema is not None:
+            stats["monitor/ema_distance"] = relative_distance(
+                list(self.generator.parameters()), list(self.generator_ema.parameters())
+            )
+        stats["monitor/g_weight_norm"] = parameter_norm([self.generator])
+        stats["monitor/d_weight_norm"] = parameter_norm([self.discriminator])
+        return stats
 
     def d_regularization(self, real, fake, cond, stats: dict[str, torch.Tensor]):
         """The regularizers due at this D step. Lazy ones (`interval` > 1, as StyleGAN2's R1)
@@ -325,8 +411,9 @@ class GANModule(pl.LightningModule):
             scheduler.step()
 
     def configure_optimizers(self):
-        g_opt = self.g_optimizer_factory(self.generator.parameters())
-        d_opt = self.d_optimizer_factory(self.discriminator.parameters())
+        # Fused Adam kernels when the players are on CUDA (ganlab.speed.fast_optimizer).
+        g_opt = fast_optimizer(self.g_optimizer_factory, self.generator.parameters())
+        d_opt = fast_optimizer(self.d_optimizer_factory, self.discriminator.parameters())
         schedulers = [
             factory(opt)
             for factory, opt in (
@@ -378,13 +465,16 @@ class GANModule(pl.LightningModule):
         network = self.sampling_generator(use_ema)
         was_training = network.training
         network.eval()
+        # With a seed, bit-identical samples on the same device (deterministic cuDNN on CUDA).
+        kernels = deterministic_kernels(self.device if seed is not None else None)
         try:
-            chunks = []
-            for lo in range(0, n, batch_size):
-                m = min(batch_size, n - lo)
-                z = self.latents(m, seed, start + lo) if seed is not None else self.noise(m)
-                cond = None if conditions is None else conditions[lo : lo + m].to(self.device)
-                chunks.append(self.generate(z.to(self.device), cond, network).float())
+            with kernels:
+                chunks = []
+                for lo in range(0, n, batch_size):
+                    m = min(batch_size, n - lo)
+                    z = self.latents(m, seed, start + lo) if seed is not None else self.noise(m)
+                    cond = None if conditions is None else conditions[lo : lo + m].to(self.device)
+                    chunks.append(self.generate(z.to(self.device), cond, network).float())
             return torch.cat(chunks) if chunks else torch.empty(0)
         finally:
             network.train(was_training)
@@ -402,6 +492,9 @@ class GANModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         self.check_data_compatibility(self.trainer.datamodule)
         self.weight_growth.start(self.watched_networks())  # weights as built or as resumed
+        if self.compile_networks:  # after the shape check, so it does not compile its shapes
+            for name, network in self.watched_networks().items():
+                compile_network(network, name)
 
     @torch.no_grad()
     def check_data_compatibility(self, datamodule: Any) -> None:
@@ -467,6 +560,8 @@ class GANModule(pl.LightningModule):
         # is drawn for training: each process gets a stream of its own (see ganlab.utils.rng).
         if stage == "fit":
             seed_process_streams(self.global_rank)
+            if self.channels_last:  # before the optimizers see the weights
+                to_channels_last(self, self.watched_networks())
 
     def on_train_start(self) -> None:
         if self._pending_rng_states is not None:

@@ -48,3 +48,45 @@ def standing_statistics_(
             norm.momentum = momentum
             norm.eval()
     return network
+
+
+def check_standing_stats(num_batches: int | None) -> int | None:
+    """`standing_stats=` of ganlab-sample/ganlab-eval: null or a number of batches >= 1."""
+    bad = isinstance(num_batches, bool) or not isinstance(num_batches, int)
+    if num_batches is not None and (bad or num_batches < 1):
+        raise ConfigError(
+            f"standing_stats={num_batches!r} must be an integer >= 1, the batches of fresh "
+            "latents the BatchNorm statistics are taken over (BigGAN: 16), or null"
+        )
+    return num_batches
+
+
+def sampling_statistics_(model, num_batches: int, batch_size: int, use_ema: bool, seed: int):
+    """Standing statistics of the generator `model.sample(use_ema=...)` runs (a GANModule): K
+    batches of fresh N(0, 1) latents (untruncated, as BigGAN-PyTorch) and, for a conditional
+    model, uniformly drawn labels, all from `seed`, so every process computes the same. Returns a
+    restore function that puts the running statistics back as they were."""
+    network = model.sampling_generator(use_ema)
+    saved = {
+        k: v.clone()
+        for k, v in network.state_dict().items()
+        if "running_" in k or k.endswith("num_batches_tracked")
+    }
+    devices = [model.device] if model.device.type == "cuda" else []
+
+    def draw_inputs() -> tuple[torch.Tensor, ...]:
+        z = torch.randn(batch_size, model.latent_dim).to(model.device)
+        if not getattr(model, "conditional", False):
+            return (z,)
+        return z, torch.randint(model.num_classes, (batch_size,)).to(model.device)
+
+    was_training = network.training
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        standing_statistics_(network, draw_inputs, num_batches)
+    network.train(was_training)
+
+    def restore() -> None:
+        network.load_state_dict(saved, strict=False)
+
+    return restore
