@@ -102,6 +102,14 @@ SMALLER = {
     "cyclegan_monet2photo": ["data.load_size=36", "data.crop_size=32", *NARROW_CYCLEGAN],
     "pix2pix_facades": NARROW_UNET,
     "stylegan2_cifar10": ["model.generator.channel_max=32", "model.discriminator.channel_max=32"],
+    "stylegan2_ada_cifar10": [
+        "model.generator.channel_max=32",
+        "model.discriminator.channel_max=32",
+    ],
+    **dict.fromkeys(
+        ["biggan_cifar10", "biggan_author_cifar10"],
+        ["model.generator.width=16", "model.discriminator.width=16"],
+    ),
     "watermark_clwd": NARROW_UNET,
     "inpainting_places": ["data.crop_size=64"],
     **dict.fromkeys(["srresnet_div2k", "srgan_div2k"], ["data.gt_size=32"]),

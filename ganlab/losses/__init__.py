@@ -1,3 +1,4 @@
+from ganlab.losses.ada import AdaptiveAugment
 from ganlab.losses.adversarial import (
     AdversarialLoss,
     BCELoss,
@@ -34,6 +35,7 @@ from ganlab.losses.regularizers import (
 )
 
 __all__ = [
+    "AdaptiveAugment",
     "DiffAugment",
     "PerceptualLoss",
     "GradientPenalty",

@@ -132,10 +132,23 @@ class HingeLoss(AdversarialLoss):
 
 
 class WassersteinLoss(AdversarialLoss):
+    """The WGAN critic loss; `drift` > 0 adds ProGAN's drift term drift * E[D(x)^2] (Karras et
+    al., 2018: 0.001), which keeps the critic's outputs near 0."""
+
     name = "wasserstein"
 
+    def __init__(self, drift: float = 0.0):
+        if not drift >= 0:
+            raise ConfigError(f"loss.drift={drift} must be >= 0 (0: no drift term)")
+        self.drift = drift
+        self.name = "wasserstein_drift" if drift else "wasserstein"  # as the loss config's
+
     def d_loss(self, real_logits, fake_logits):
-        return wasserstein_d_loss(real_logits, fake_logits)
+        loss = wasserstein_d_loss(real_logits, fake_logits)
+        return loss + self.drift * real_logits.square().mean() if self.drift else loss
+
+    def __repr__(self) -> str:
+        return f"WassersteinLoss(drift={self.drift})" if self.drift else "WassersteinLoss()"
 
     def g_loss(self, fake_logits, real_logits=None):
         return wasserstein_g_loss(fake_logits)

@@ -26,15 +26,20 @@ def _input_gradient(discriminate: Discriminate, x: torch.Tensor, cond: Any) -> t
 
 
 def gradient_penalty(
-    discriminate: Discriminate, real: torch.Tensor, fake: torch.Tensor, cond: Any = None
+    discriminate: Discriminate,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    cond: Any = None,
+    target: float = 1.0,
 ) -> torch.Tensor:
     """WGAN-GP (Gulrajani et al., 2017): E[(||grad D(x_hat)|| - 1)^2] at x_hat uniformly on the
-    lines between real and fake samples."""
+    lines between real and fake samples. With a `target` gamma, E[((||grad|| - gamma) / gamma)^2]
+    (progressive growing's CIFAR-10 run: gamma 750)."""
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     alpha = torch.rand(shape, device=real.device, dtype=real.dtype)
     interpolates = alpha * real.detach() + (1 - alpha) * fake.detach()
     grad = _input_gradient(discriminate, interpolates, cond)
-    return (grad.norm(2, dim=1) - 1).pow(2).mean()
+    return ((grad.norm(2, dim=1) - target) / target).pow(2).mean()  # exact for target 1
 
 
 def r1_penalty(discriminate: Discriminate, real: torch.Tensor, cond: Any = None) -> torch.Tensor:
@@ -77,12 +82,15 @@ class Regularizer:
 class GradientPenalty(Regularizer):
     name = "gp"
 
-    def __init__(self, weight: float = 10.0, interval: int = 1):
+    def __init__(self, weight: float = 10.0, interval: int = 1, target: float = 1.0):
         super().__init__(interval)
-        self.weight = weight
+        if not target > 0:
+            raise ConfigError(f"regularizers.gp.target={target} must be > 0 (the usual: 1)")
+        self.weight, self.target = weight, target
 
     def __call__(self, module, real, fake, cond):
-        return self.weight * gradient_penalty(module.discriminate, real, fake, cond)
+        penalty = gradient_penalty(module.discriminate, real, fake, cond, self.target)
+        return self.weight * penalty
 
 
 class R1(Regularizer):

@@ -76,9 +76,12 @@ class StyleGAN2(GANModule):
         ema_rampup: float | None = 0.05,  # half-life at most this fraction of images seen
         truncation_psi: float = 1.0,  # sampling: w_avg + psi (w - w_avg); 1: off
         noise_mode: str = "random",  # sampling: 'random', 'const' or 'none'
+        # Before each optimizer step, gradients' NaN -> 0 and +-inf -> +-1e5, as officially.
+        sanitize_gradients: bool = True,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.sanitize_gradients = sanitize_gradients
         self.num_classes = None if not num_classes else num_classes
         self.conditional = self.num_classes is not None
         if ema_kimg is not None and ema_kimg <= 0:
@@ -144,6 +147,16 @@ class StyleGAN2(GANModule):
                     group["lr"], tuple(group["betas"]), interval
                 )
         return optimizers, schedulers
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The official training loop's nan_to_num of every gradient (nan 0, +-inf +-1e5) before
+        the step, so one bad batch cannot write NaN into the weights; then the base's hook."""
+        if self.sanitize_gradients:
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    if param.grad is not None:
+                        torch.nan_to_num_(param.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+        super().on_before_optimizer_step(optimizer)
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._batch_images = batch[self.data_key].shape[0] * self.trainer.world_size

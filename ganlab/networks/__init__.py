@@ -15,6 +15,7 @@ from ganlab.networks.layers import ConditionalBatchNorm2d, spectral_norm_
 from ganlab.networks.mlp import MLPDiscriminator, MLPGenerator
 from ganlab.networks.packing import Packed
 from ganlab.networks.patchgan import PatchGANDiscriminator, patchgan_receptive_field
+from ganlab.networks.progan import ProGANDiscriminator, ProGANGenerator
 from ganlab.networks.resnet import ResNetDiscriminator, ResNetGenerator
 from ganlab.networks.resnet_translator import ResNetTranslator
 from ganlab.networks.srresnet import MSRResNet, RRDBNet
@@ -36,6 +37,8 @@ __all__ = [
     "MSRResNet",
     "Packed",
     "PatchGANDiscriminator",
+    "ProGANDiscriminator",
+    "ProGANGenerator",
     "ProjectionDCGANDiscriminator",
     "ProjectionMLPDiscriminator",
     "RRDBNet",
