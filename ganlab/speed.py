@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ganlab.errors import ConfigError
 
@@ -128,11 +129,31 @@ def warn_eager(name: str, error: BaseException) -> None:
     )
 
 
+def has_spectral_norm(network: nn.Module) -> bool:
+    """Whether a layer of `network` is spectrally normalized by torch's parametrization."""
+    return any(
+        type(parametrization).__name__ == "_SpectralNorm"
+        for module in network.modules()
+        if parametrize.is_parametrized(module)
+        for parametrizations in module.parametrizations.values()
+        for parametrization in parametrizations
+    )
+
+
 def compile_network(network: nn.Module, name: str, backend: str = "inductor") -> bool:
     """Compile `network.forward` in place (its state_dict keys do not change). A compilation
     that fails, when compiling starts or at any later call (Dynamo and Inductor compile on the
     first call with new shapes, the backward pass too), is reported once and the network runs
     eagerly from then on. Returns whether the network was compiled."""
+    if has_spectral_norm(network):
+        log.warning(
+            "model.compile=true: the %s is not compiled: its spectral normalization updates its "
+            "power-iteration vectors in place in every training forward, which a compiled "
+            "backward cannot differentiate (RuntimeError: a variable needed for gradient "
+            "computation has been modified by an inplace operation); it runs eagerly",
+            name,
+        )
+        return False
     eager = network.forward
     try:
         compiled = torch.compile(eager, backend=backend)

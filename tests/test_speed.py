@@ -19,12 +19,13 @@ from torch import nn
 from ganlab.errors import ConfigError
 from ganlab.losses import BCELoss
 from ganlab.models import GANModule
-from ganlab.networks import DCGANDiscriminator, DCGANGenerator
+from ganlab.networks import DCGANDiscriminator, DCGANGenerator, spectral_norm_
 from ganlab.speed import (
     compile_network,
     deterministic_kernels,
     fast_optimizer,
     float32_matmul_precision,
+    has_spectral_norm,
 )
 from ganlab.train import train
 from tests.conftest import REPO_ROOT, SMALL_DCGAN
@@ -188,6 +189,21 @@ def test_compiling_with_a_backend_that_does_not_exist_warns_and_stays_eager(capl
     )
     assert message.endswith("it runs eagerly instead")
     assert network(torch.ones(1, 3)).shape == (1, 2)
+
+
+def test_spectrally_normalized_networks_are_not_compiled_and_say_why(caplog):
+    # Compiled, SNGAN's discriminator fails in its first backward: spectral norm's power
+    # iteration updates its vectors in place between the real and the fake forward.
+    network = spectral_norm_(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(36, 1)))
+    with caplog.at_level(logging.WARNING, logger="ganlab"):
+        compiled = compile_network(network, "discriminator")
+    assert not compiled
+    assert "forward" not in network.__dict__
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(
+        "model.compile=true: the discriminator is not compiled: its spectral normalization"
+    )
+    assert not has_spectral_norm(nn.Linear(3, 2)) and has_spectral_norm(network)
 
 
 @pytest.mark.slow
