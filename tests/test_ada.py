@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 
 from ganlab.checkpoint import load_model
 from ganlab.errors import ConfigError, NonFiniteLossError
-from ganlab.losses import AdaptiveAugment
+from ganlab.losses import AdaptiveAugment, DiffAugment
 from ganlab.losses.ada import COLOR, GEOMETRIC, _rotate2d, _scale2d, _translate2d
 from ganlab.models import StyleGAN2
 from ganlab.train import train
@@ -202,9 +202,18 @@ def test_bad_settings_are_config_errors(kwargs, message):
         AdaptiveAugment(**kwargs)
 
 
+@pytest.mark.parametrize("option", ["ada", "diffaugment"])
+def test_both_augmentations_refuse_points_naming_the_shape_and_the_option(option):
+    augment = AdaptiveAugment(target=None) if option == "ada" else DiffAugment()
+    with pytest.raises(ConfigError) as refused:
+        augment(torch.zeros(4, 2))
+    assert str(refused.value) == (
+        f"augment={option} transforms images of shape (B, C, H, W), but the discriminator input "
+        "has shape (4, 2); use augment=none for data that are not images (toy_ring, toy_grid)"
+    )
+
+
 def test_inputs_it_cannot_transform_are_config_errors():
-    with pytest.raises(ConfigError, match="transforms images of shape"):
-        AdaptiveAugment(target=None)(torch.zeros(4, 2))
     with pytest.raises(ConfigError, match="got 2 channels"):
         AdaptiveAugment(target=None, initial_p=1.0)(torch.zeros(4, 2, 8, 8))
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganlab.errors import ConfigError
+from ganlab.losses.augment import require_images
 
 # The orthogonal low-pass filter of the official geometric pipeline (Daubechies symlet 6).
 SYM6 = (
@@ -237,12 +238,7 @@ class AdaptiveAugment(nn.Module):
 
     # ------------------------------------------------------------------ the pipeline
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4:
-            raise ConfigError(
-                f"augment=ada transforms images of shape (B, C, H, W), but the discriminator "
-                f"input has shape {tuple(images.shape)}; use augment=none for data that are not "
-                "images (toy_ring, toy_grid)"
-            )
+        require_images(images, "ada")
         self._check_reported()
         # Augment in float32 (float64 stays float64), outside autocast, as the official code.
         dtype = torch.float64 if images.dtype == torch.float64 else torch.float32

@@ -63,6 +63,17 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
 _TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout}
 
 
+def require_images(x: torch.Tensor, option: str) -> None:
+    """Refuse a D input that is not a batch of images: passing 2D points through unchanged
+    would make the augmentation a silent no-op."""
+    if x.dim() != 4:
+        raise ConfigError(
+            f"augment={option} transforms images of shape (B, C, H, W), but the discriminator "
+            f"input has shape {tuple(x.shape)}; use augment=none for data that are not images "
+            "(toy_ring, toy_grid)"
+        )
+
+
 def check_augment(augment: Any) -> Any:
     """The augmentation a model was built with (None: none). One left unbuilt (no `_target_`:
     an experiment's settings for an option the command line turned off) is a ConfigError."""
@@ -87,13 +98,7 @@ class DiffAugment(nn.Module):
         self.policy = names
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            # Passing 2D points through unchanged would make the option a silent no-op.
-            raise ConfigError(
-                f"augment=diffaugment transforms images of shape (B, C, H, W), but the "
-                f"discriminator input has shape {tuple(x.shape)}; use augment=none for data "
-                "that are not images (toy_ring, toy_grid)"
-            )
+        require_images(x, "diffaugment")
         for name in self.policy:
             x = _TRANSFORMS[name](x)
         return x
