@@ -4,8 +4,11 @@
 Each run is `ganlab-train experiment=<name>` with the default monitor (callbacks.monitor), no
 logger, checkpoint, sample grid or scoring; the alarms that fired are read from the run's
 monitor/alarms.json. The runs made to fail are one epoch of toy_ring in 400 batches of 64, with
-D learning 1000 times faster than G (d_wins expected), and with both learning rates at 1e-2
-(mode_collapse expected), as in tests/test_monitor.py.
+D learning 1000 times faster than G (d_wins expected), with both learning rates at 1e-2
+(mode_collapse expected), as in tests/test_monitor.py, with a discriminator of ReLU units at
+learning rate 0.1 (vanishing_g_grad expected) and with an unconstrained Wasserstein critic
+(divergence expected). Each row gives the run's minutes and the machine's load (5-minute
+average) at its end.
 
     python benchmarks/monitor.py [--runs dcgan_digits,...] [--epochs N] [--jobs 2]
                                  [--out results.json] [overrides ...]
@@ -53,6 +56,18 @@ FAILING = {
         [*SHORT, "model.g_optimizer.lr=1e-2", "model.d_optimizer.lr=1e-2"],
         "mode_collapse",
     ),
+    # D of ReLU units at lr 0.1: its units die where the fakes are, and G's gradient with them
+    "vanishing_ring": (
+        "toy_ring",
+        [*SHORT, "+model.discriminator.negative_slope=0", "model.d_optimizer.lr=1e-1"],
+        "vanishing_g_grad",
+    ),
+    # a Wasserstein critic without a Lipschitz constraint (no clipping, GP or SN), both at 1e-2
+    "divergence_ring": (
+        "toy_ring",
+        [*SHORT, "loss=wasserstein", "model.g_optimizer.lr=1e-2", "model.d_optimizer.lr=1e-2"],
+        "divergence",
+    ),
 }
 RUNS = {**{name: (name, [], None) for name in HEALTHY}, **FAILING}
 
@@ -92,7 +107,8 @@ def run_one(name: str, root: Path, epochs: int | None, overrides: list[str]) -> 
         "expected": expected,
         "fired": {alarm: entry["step"] for alarm, entry in fired.items()},
         "epochs": int(cfg.trainer.max_epochs),
-        "seconds": round(time.perf_counter() - start, 1),
+        "minutes": round((time.perf_counter() - start) / 60, 1),
+        "load": round(os.getloadavg()[1], 1),  # the machine's, over the last 5 minutes
     }
 
 
@@ -102,7 +118,8 @@ def table_row(row: dict) -> str:
         verdict = "false alarm" if row["fired"] else "silent"
     else:
         verdict = "hit" if row["expected"] in row["fired"] else "missed"
-    cells = [row["run"], row["epochs"], row["expected"] or "-", fired, verdict, row["seconds"]]
+    cells = [row["run"], row["epochs"], row["expected"] or "-", fired, verdict]
+    cells += [row["minutes"], row["load"]]
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
@@ -121,8 +138,8 @@ def main() -> None:
     root = Path(args.run_dir or tempfile.mkdtemp(prefix="ganlab-monitor-"))
     root.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
-    print("| run | epochs | expected | fired (alarm: D step) | verdict | s |")
-    print("|---|---|---|---|---|---|", flush=True)
+    print("| run | epochs | expected | fired (alarm: D step) | verdict | minutes | load |")
+    print("|---|---|---|---|---|---|---|", flush=True)
     rows = []
     with ProcessPoolExecutor(
         args.jobs, mp_context=context, initializer=start_worker, initargs=(root,)

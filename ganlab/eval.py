@@ -14,7 +14,7 @@ from ganlab.checkpoint import existing_checkpoint, model_from_checkpoint, read_c
 from ganlab.checks import check_arguments
 from ganlab.cli import CONFIG_DIR, entry_point
 from ganlab.errors import ConfigError, GanlabError
-from ganlab.metrics.evaluator import DEFAULT_NUM_SAMPLES, SampleQuality
+from ganlab.metrics.evaluator import SampleQuality
 from ganlab.metrics.translation_eval import TranslationQuality, is_translation_model
 from ganlab.sample import pick_device
 
@@ -153,14 +153,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             getattr(datamodule, "name", "the data"),
         )
     else:
-        log.info(
-            "scoring %s: %s of %s generated samples against the %s split of %s",
-            ckpt_path,
-            ", ".join(metrics),
-            evaluator.num_samples or DEFAULT_NUM_SAMPLES[evaluator.kind(datamodule)],
-            evaluator.reference_split,
-            getattr(datamodule, "name", "the data"),
-        )
+        evaluator.check_model(model, datamodule)  # before the plan reads the held-out split
+        log.info("scoring %s: %s", ckpt_path, evaluator.plan(datamodule))
     context = {
         "epoch": ckpt.get("epoch"),
         "step": ckpt.get("global_step"),

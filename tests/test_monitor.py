@@ -128,6 +128,31 @@ def test_views_are_pngs_of_the_expected_grid_size(monitored_run):
     assert json.loads((run_dir / "monitor" / "alarms.json").read_text()) == {}
 
 
+def test_acgan_logs_the_discriminators_accuracy_and_logit_gap(tmp_path):
+    from tests.conftest import FAST, compose_config
+
+    acgan = [
+        "model.aux_weight=1",
+        "model.discriminator._target_=ganlab.networks.ACGANDiscriminator",
+    ]
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        [*FAST, "model=cgan", *SMALL_DCGAN, *acgan, "trainer.accelerator=cpu"]
+        + ["callbacks.sample_quality.every_n_epochs=100", "callbacks.monitor.views=false"],
+        run_dir,
+    )
+    train(cfg)
+    (path,) = (run_dir / "csv").glob("version_*/metrics.csv")
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    accuracies = logged(rows, "monitor/d_acc_real") + logged(rows, "monitor/d_acc_fake")
+    assert len(accuracies) == 6 and all(0 <= v <= 1 for v in accuracies)  # 3 logged steps
+    assert len(logged(rows, "train/d_class_acc")) == 3  # AC-GAN's own statistics stay
+    # the gap is between the adversarial head's mean outputs on real and on fake
+    gaps = [float(r["train/d_real"]) - float(r["train/d_fake"]) for r in rows if r["train/d_real"]]
+    assert logged(rows, "monitor/logit_gap") == pytest.approx(gaps, rel=1e-5)
+
+
 def test_memorisation_counts_copies_of_training_images():
     train_images = torch.rand(50, 1, 8, 8) * 2 - 1
     held_out = torch.rand(50, 1, 8, 8) * 2 - 1
@@ -209,6 +234,15 @@ def test_mode_collapse_alarm_fires_on_a_collapsing_toy_run(make_config):
 
 
 @pytest.mark.slow
+def test_divergence_alarm_fires_on_an_unconstrained_critic(make_config):
+    # A Wasserstein critic without clipping, GP or SN, both players at lr 1e-2: its weights
+    # and losses grow without bound.
+    lrs = ["model.g_optimizer.lr=1e-2", "model.d_optimizer.lr=1e-2"]
+    fired = alarm_run(make_config, "loss=wasserstein", *lrs)
+    assert "divergence" in fired and "grew" in fired["divergence"]["message"]
+
+
+@pytest.mark.slow
 def test_alarms_stay_silent_on_a_healthy_toy_run(make_config):
     assert alarm_run(make_config) == {}
 
@@ -234,11 +268,63 @@ def test_vanishing_and_divergence_alarms_on_their_trends():
     }
 
 
+# The logged values of two runs (D steps 200 to 290, every 10th), in which D was right on
+# (almost) every real and fake sample throughout: unrolled_digits (15 epochs), whose samples
+# gained variety meanwhile, and benchmarks/monitor.py's d_wins_ring (G's learning rate 1e-5).
+UNROLLED_DIGITS_UPDATES = [2.03, 2.16, 2.24, 2.49, 2.52, 2.41, 2.64, 2.69, 4.65, 3.96]  # 1e-3
+D_WINS_RING_UPDATES = [0.753, 0.794, 0.862, 1.06, 1.22, 1.12, 1.38, 1.72, 1.52, 1.58]  # 1e-4
+
+
+def test_vanishing_gradient_is_judged_against_the_start_of_the_run():
+    # G's gradient dies within the warm-up (as with vanishing_ring's dying ReLU units): the
+    # reference is the run's first window, not the first window after the warm-up.
+    alarms = Alarms(AlarmSettings(warmup_steps=4, window=2))
+    for step, norm in enumerate([1.5, 1.8, 0.0, 0.0, 0.0, 0.0]):
+        alarms.observe(step, {"monitor/g_grad_norm": norm})
+    assert "early median (1.65)" in alarms.fired["vanishing_g_grad"]["message"]
+    dead = Alarms(AlarmSettings(warmup_steps=0, window=2))  # zero from the first step on
+    for step in range(4):
+        dead.observe(step, {"monitor/g_grad_norm": 0.0})
+    assert "vanishing_g_grad" in dead.fired
+
+
+@pytest.mark.parametrize(
+    ("updates", "fires"),
+    [
+        ([u * 1e-3 for u in UNROLLED_DIGITS_UPDATES], False),
+        ([u * 1e-4 for u in D_WINS_RING_UPDATES], True),
+    ],
+)
+def test_d_wins_needs_a_generator_that_stopped_moving(updates, fires):
+    alarms = Alarms(AlarmSettings(warmup_steps=0, window=len(updates)))
+    accuracies = {"monitor/d_acc_real": 1.0, "monitor/d_acc_fake": 1.0}
+    messages = []
+    for step, update in enumerate(updates):
+        messages += alarms.observe(step, {**accuracies, "monitor/g_update_size": update})
+    assert ("d_wins" in alarms.fired) == fires
+    if fires:
+        assert "relative update size stayed under 0.001 (at most 0.00017)" in messages[0]
+    # judged on D's accuracy alone (d_wins_g_update=None), both fire
+    alone = Alarms(AlarmSettings(warmup_steps=0, window=len(updates), d_wins_g_update=None))
+    for step, update in enumerate(updates):
+        alone.observe(step, {**accuracies, "monitor/g_update_size": update})
+    assert "d_wins" in alone.fired
+
+
+def test_d_wins_without_update_sizes_is_judged_on_accuracy():
+    # Logging steps without a G step (n_critic > 1) log no update size: they have no say.
+    alarms = Alarms(AlarmSettings(warmup_steps=0, window=3))
+    for step in range(3):
+        alarms.observe(step, {"monitor/d_acc_real": 0.99, "monitor/d_acc_fake": 1.0})
+    assert "the generator gets little signal" in alarms.fired["d_wins"]["message"]
+
+
 @pytest.mark.parametrize(
     ("option", "value", "accepted"),
     [
         ("window", 1, "window=1 must be an integer >= 2"),
         ("d_accuracy", 1.5, "d_accuracy=1.5 must be a number >= 0.5, at most 1"),
+        ("d_wins_g_update", -1e-3, "d_wins_g_update=-0.001 must be a number >= 0, or null"),
         ("warmup_steps", -1, "warmup_steps=-1 must be an integer >= 0"),
         ("divergence_growth", 0.5, "divergence_growth=0.5 must be a number >= 1"),
         ("interpolation_steps", 1, "interpolation_steps=1 must be an integer >= 2"),

@@ -1,6 +1,7 @@
 """A conditional generator as a data source: `ganlab-augment` and the `cas` metric."""
 
 import json
+import logging
 import statistics
 
 import pytest
@@ -11,6 +12,7 @@ from ganlab.data import DigitsDataModule, ImageFolderDataModule
 from ganlab.errors import ConfigError
 from ganlab.eval import evaluate
 from ganlab.metrics.cas import heldout_split, labelled_split
+from ganlab.metrics.evaluator import SampleQuality
 from ganlab.synthetic_data import ARMS, augment
 from ganlab.train import train
 from tests.conftest import FAST, SMALL_DCGAN, compose_config, run_command
@@ -124,10 +126,19 @@ def test_bad_settings_name_the_value_and_what_is_accepted(cgan_run, tmp_path, ov
     assert message in str(info.value)
 
 
-def test_cas_metric_in_ganlab_eval_and_in_the_callback(cgan_run, tmp_path):
+def test_cas_metric_in_ganlab_eval_and_in_the_callback(cgan_run, tmp_path, caplog):
     ckpt = cgan_run / "checkpoints" / "last.ckpt"
     overrides = [f"ckpt_path={ckpt}", "metrics=[cas]", "cas_epochs=1"]
-    record = evaluate(compose_config(overrides, tmp_path, "eval"))
+    with caplog.at_level(logging.INFO, logger="ganlab"):
+        record = evaluate(compose_config(overrides, tmp_path, "eval"))
+    # the log and the protocol state what CAS generated, not the FID sample count
+    assert (
+        "cas: a classifier trained on 1437 generated samples (balanced labels, 1 epoch), "
+        "tested on the test split of digits" in caplog.text
+    )
+    assert "5000" not in caplog.text
+    assert record["protocol"]["num_generated"] == 1437
+    assert record["protocol"]["latents"] == {"seeds": [0], "indices": [0, 1437]}
     assert set(record["scores"]) == {"cas", "cas_std"}
     assert 0 <= record["scores"]["cas"] <= 1 and record["scores"]["cas_std"] == 0
     cas = record["protocol"]["cas"]
@@ -139,6 +150,15 @@ def test_cas_metric_in_ganlab_eval_and_in_the_callback(cgan_run, tmp_path):
     logged = json.loads((cgan_run / "metrics.json").read_text())[-1]
     assert {"fid", "cas"} <= set(logged["scores"]) and 0 <= logged["scores"]["cas"] <= 1
     assert logged["protocol"]["cas"]["classifier"]["steps"] == 23
+
+
+def test_the_evaluation_plan_states_each_metrics_own_samples(tmp_path):
+    evaluator = SampleQuality(metrics=["fid", "cas"], cas_seeds=2, cache_dir=str(tmp_path))
+    assert evaluator.plan(DigitsDataModule()) == (
+        "fid of 5000 generated samples against the train split of digits; cas: 2 classifiers "
+        "trained on 1437 generated samples each (balanced labels, 10 epochs), tested on the "
+        "test split of digits"
+    )
 
 
 def test_cas_metric_refuses_an_unconditional_model(dcgan_checkpoint, make_config, tmp_path):

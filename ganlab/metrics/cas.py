@@ -125,6 +125,12 @@ def labelled_split(datamodule, split: str) -> LabelledImages:
     return LabelledImages(torch.cat(images), torch.cat(labels))
 
 
+def cas_generated_count(datamodule) -> int:
+    """The generated images each CAS classifier trains on: as many as the real training split
+    holds."""
+    return len(datamodule.real_dataset(datamodule.train_split))
+
+
 def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
     """Sample i has label i % num_classes, as `ConditionalGAN.sample_labels` draws them."""
     return torch.arange(count) % num_classes

@@ -24,6 +24,7 @@ from ganlab.errors import ConfigError
 from ganlab.metrics.cas import (
     CAS,
     ClassifierRecipe,
+    cas_generated_count,
     classification_accuracy_score,
     heldout_split,
     require_conditional,
@@ -185,6 +186,30 @@ class SampleQuality:
     def extractor_name(self, datamodule) -> str:
         return self.feature_extractor or datamodule.default_feature_extractor
 
+    def plan(self, datamodule) -> str:
+        """What `evaluate` generates and what it compares it with, for the log."""
+        metrics = self.resolve_metrics(datamodule)
+        name = getattr(datamodule, "name", "the data")
+        parts = []
+        fidelity = [m for m in metrics if m != CAS]
+        if fidelity:
+            count = self.num_samples or DEFAULT_NUM_SAMPLES[self.kind(datamodule)]
+            parts.append(
+                f"{', '.join(fidelity)} of {count} generated samples against the "
+                f"{self.reference_split} split of {name}"
+            )
+        if CAS in metrics:
+            one = self.cas_seeds == 1
+            classifiers = "a classifier" if one else f"{self.cas_seeds} classifiers"
+            epochs = self.cas_recipe.epochs
+            parts.append(
+                f"cas: {classifiers} trained on {cas_generated_count(datamodule)} generated "
+                f"samples{'' if one else ' each'} (balanced labels, {epochs} "
+                f"epoch{'' if epochs == 1 else 's'}), tested on the {heldout_split(datamodule)} "
+                f"split of {name}"
+            )
+        return "; ".join(parts)
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(
         self,
@@ -215,10 +240,15 @@ class SampleQuality:
                     scores = {**scores, **cas_scores}
         finally:
             restore()  # a training run's generator keeps its own statistics
+        latents = {"seed": self.seed, "indices": [0, count]}
+        if metrics == [CAS]:  # only the classifiers' training images were generated
+            cas = details[CAS]
+            count = cas["generated_count"]
+            latents = {"seeds": cas["latent_seeds"], "indices": [0, count]}
         protocol = {
             "metrics": metrics,
-            "num_generated": count,
-            "latents": {"seed": self.seed, "indices": [0, count]},
+            "num_generated": count,  # with cas alone: per classifier (cas.generated_count)
+            "latents": latents,
             "generator": "ema" if self._uses_ema(model) else "raw",
             "batchnorm_at_sampling": self._batchnorm_protocol(model),
             "truncation": truncation_protocol(model, self.truncation),

@@ -11,6 +11,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.base import GANModule
+from ganlab.monitor.diagnostics import logit_diagnostics
 from ganlab.networks.conditional import require_num_classes
 
 
@@ -92,6 +93,8 @@ class ConditionalGAN(GANModule):
             "train/d_aux": aux,
             "train/d_class_acc": (real_classes.argmax(dim=1) == cond).float().mean(),
         }
+        if self.logging_step():  # the monitor's D accuracies, as GANModule.d_loss logs them
+            stats.update(logit_diagnostics(self.loss, real_logits, fake_logits))
         return loss, stats
 
     def g_loss(self, fake: torch.Tensor, cond: Any = None, real: torch.Tensor | None = None):

@@ -2,9 +2,13 @@
 window of logging steps, and says once, with advice, when it holds.
 
 - `d_wins`: D's accuracy on real and on fake samples both at least `d_accuracy` at every
-  logging step of the window: the generator learns little from a discriminator that wins.
+  logging step of the window, while G's relative update size stays under `d_wins_g_update`:
+  a generator that hardly moves cannot catch up with a discriminator that wins (D winning
+  alone is common in runs that train well; docs/monitor.md gives the evidence).
 - `vanishing_g_grad`: G's gradient norm below `vanishing_ratio` times its median over the first
-  window after the warm-up, at every logging step of the window.
+  window of the run, at every logging step of the window (judged after the warm-up; the
+  reference is not: a gradient that vanishes early, as under a discriminator whose units die
+  where the fakes are, would otherwise be its own reference).
 - `mode_collapse`: the diversity of a fixed latent batch (mean pairwise distance of cheap
   features) below `diversity_fraction` of the real data's, or on 2D mixtures fewer than
   `modes_fraction` of the modes reached by a batch with most of its points near modes
@@ -58,6 +62,7 @@ class AlarmSettings:
     warmup_steps: int = 200
     window: int = 10
     d_accuracy: float = 0.95
+    d_wins_g_update: float | None = 1e-3  # None: D's accuracy alone
     vanishing_ratio: float = 0.01
     diversity_fraction: float = 0.25
     modes_fraction: float = 0.5
@@ -70,6 +75,11 @@ class AlarmSettings:
         check_number("window", self.window, 2, math.inf, integer=True)
         check_number("collapse_window", self.collapse_window, 1, math.inf, integer=True)
         check_number("d_accuracy", self.d_accuracy, 0.5, 1.0)
+        if self.d_wins_g_update is not None:
+            try:
+                check_number("d_wins_g_update", self.d_wins_g_update, 0.0, math.inf)
+            except ConfigError as err:
+                raise ConfigError(f"{err}, or null to judge D's accuracy alone") from None
         check_number("vanishing_ratio", self.vanishing_ratio, 0.0, 1.0)
         check_number("diversity_fraction", self.diversity_fraction, 0.0, 1.0)
         check_number("modes_fraction", self.modes_fraction, 0.0, 1.0)
@@ -101,6 +111,7 @@ class Alarms:
     def __post_init__(self) -> None:
         window = self.settings.window
         self._accuracy: deque = deque(maxlen=window)
+        self._g_update: deque = deque(maxlen=window)  # G's relative update size, when logged
         self._g_grad: deque = deque(maxlen=window)
         self._g_grad_early: list[float] = []
         self._trends: dict[str, deque] = {}
@@ -119,11 +130,15 @@ class Alarms:
     def observe(self, step: int, values: Mapping[str, float]) -> list[str]:
         """Judge the alarms on one logging step's values; returns the new firings' messages."""
         s = self.settings
+        norm = values.get("monitor/g_grad_norm")
+        reference = norm is not None and len(self._g_grad_early) < s.window
+        if reference:  # G's gradient scale at the start, warm-up or not
+            self._g_grad_early.append(norm)
         if step < s.warmup_steps:
             return []
         messages = [
             self._judge("d_wins", step, self._d_wins(values)),
-            self._judge("vanishing_g_grad", step, self._vanishing(values)),
+            self._judge("vanishing_g_grad", step, None if reference else self._vanishing(values)),
             self._judge("divergence", step, self._divergence(values)),
         ]
         return [m for m in messages if m]
@@ -133,13 +148,24 @@ class Alarms:
         if real is None or fake is None:
             return None
         self._accuracy.append(min(real, fake))
+        self._g_update.append(values.get("monitor/g_update_size"))
         s = self.settings
         if len(self._accuracy) < s.window or min(self._accuracy) < s.d_accuracy:
             return None
-        return (
+        wins = (
             f"the discriminator classified at least {min(self._accuracy):.0%} of real and of "
             f"fake samples correctly at each of the last {s.window} logging steps (real "
-            f"{real:.0%}, fake {fake:.0%} now): the generator gets little signal"
+            f"{real:.0%}, fake {fake:.0%} now)"
+        )
+        # A generator still moving is still learning (logging steps without a G step: no say).
+        updates = [u for u in self._g_update if u is not None]
+        if s.d_wins_g_update is None or not updates:
+            return f"{wins}: the generator gets little signal"
+        if max(updates) >= s.d_wins_g_update:
+            return None
+        return (
+            f"{wins}, while the generator's relative update size stayed under "
+            f"{s.d_wins_g_update:g} (at most {max(updates):.2g}): it is not catching up"
         )
 
     def _vanishing(self, values: Mapping[str, float]) -> str | None:
@@ -147,12 +173,11 @@ class Alarms:
         if norm is None:
             return None
         s = self.settings
-        if len(self._g_grad_early) < s.window:  # the reference: G's early gradient scale
-            self._g_grad_early.append(norm)
-            return None
         self._g_grad.append(norm)
         reference = statistics.median(self._g_grad_early)
-        if len(self._g_grad) < s.window or max(self._g_grad) >= s.vanishing_ratio * reference:
+        largest = max(self._g_grad)
+        # zero throughout is vanished whatever the reference (a generator dead from the start)
+        if len(self._g_grad) < s.window or (largest >= s.vanishing_ratio * reference and largest):
             return None
         return (
             f"the generator's gradient norm stayed below {s.vanishing_ratio:g} times its early "
