@@ -67,6 +67,16 @@ def test_g_loss_is_the_weighted_sum_of_its_terms():
     expected = 0.5 * stats["train/g_gan"] + 7.0 * stats["train/g_l1"]
     assert torch.allclose(loss, expected)
     assert torch.allclose(stats["train/g_l1"], (fake - data["target"]).abs().mean())
+    assert "train/g_l2" not in stats  # off by default: pix2pix's loss is unchanged
+
+
+def test_l2_weight_adds_the_mean_squared_error():
+    model = pix2pix(l1_weight=0.0, l2_weight=3.0, gan_weight=0.25)
+    data = inverted_pairs(4)
+    fake = model.generate(None, data["source"])
+    loss, stats = model.g_loss(fake, data["source"], data["target"])
+    assert torch.allclose(stats["train/g_l2"], (fake - data["target"]).pow(2).mean())
+    assert torch.allclose(loss, 0.25 * stats["train/g_gan"] + 3.0 * stats["train/g_l2"])
 
 
 def test_conditional_discriminator_sees_source_and_image():
@@ -120,7 +130,8 @@ def test_latent_sampling_is_refused_with_the_command_to_use():
     ("options", "message"),
     [
         ({"l1_weight": -1.0}, "model.l1_weight=-1.0 must be >= 0"),
-        ({"l1_weight": 0.0, "gan_weight": 0.0}, "both 0"),
+        ({"l2_weight": -2.0}, "model.l2_weight=-2.0 must be >= 0"),
+        ({"l1_weight": 0.0, "gan_weight": 0.0}, "l2_weight and model.gan_weight are all 0"),
         ({"test_mode": "inference"}, "model.test_mode='inference' is not supported"),
     ],
 )

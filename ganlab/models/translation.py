@@ -101,8 +101,9 @@ def check_test_mode(test_mode: str) -> str:
 class PairedTranslationGAN(TranslationMixin, GANModule):
     """pix2pix (Isola et al., 2017): G maps a source image to the target; D judges
     `cat(source, image)` (a conditional, usually PatchGAN, discriminator) or the image alone
-    (`conditional_d: false`, as SRGAN's D). G's loss is `gan_weight` * GAN + `l1_weight` * L1 to
-    the target. `gan_weight: 0` trains by L1 alone (the regression baseline; no D step is run).
+    (`conditional_d: false`, as SRGAN's D). G's loss is `gan_weight` * GAN + `l1_weight` * L1 +
+    `l2_weight` * MSE to the target (MSE: the loss PSNR measures, DnCNN's; off by default).
+    `gan_weight: 0` trains by the pixel losses alone (the regression baseline; no D step is run).
 
     The official pix2pix halves D's loss (0.5 * (real + fake)); with Adam a constant factor on a
     loss does not change the updates (up to eps), so the shared losses are used unscaled.
@@ -112,7 +113,8 @@ class PairedTranslationGAN(TranslationMixin, GANModule):
         self,
         *args: Any,
         l1_weight: float = 100.0,  # pix2pix's lambda_L1
-        gan_weight: float = 1.0,  # 0: L1 alone, D never trained
+        gan_weight: float = 1.0,  # 0: the pixel losses alone, D never trained
+        l2_weight: float = 0.0,  # mean squared error to the target (denoising)
         conditional_d: bool = True,  # D sees cat(source, image); SR sets false (sizes differ)
         test_mode: str = "eval",  # "train": the pix2pix paper's test-time BN/dropout
         **kwargs: Any,
@@ -120,12 +122,16 @@ class PairedTranslationGAN(TranslationMixin, GANModule):
         kwargs.setdefault("data_key", "target")
         kwargs.setdefault("ema_decay", None)
         super().__init__(*args, **kwargs)
-        for name, value in (("l1_weight", l1_weight), ("gan_weight", gan_weight)):
+        weights = {"l1_weight": l1_weight, "gan_weight": gan_weight, "l2_weight": l2_weight}
+        for name, value in weights.items():
             if value < 0:
                 raise ConfigError(f"model.{name}={value} must be >= 0")
-        if l1_weight == 0 and gan_weight == 0:
-            raise ConfigError("model.l1_weight and model.gan_weight are both 0: nothing to train")
+        if not any(weights.values()):
+            raise ConfigError(
+                "model.l1_weight, model.l2_weight and model.gan_weight are all 0: nothing to train"
+            )
         self.l1_weight = l1_weight
+        self.l2_weight = l2_weight
         self.gan_weight = gan_weight
         self.conditional_d = conditional_d
         self.test_mode = check_test_mode(test_mode)
@@ -153,9 +159,12 @@ class PairedTranslationGAN(TranslationMixin, GANModule):
         return self.discriminator(self.augment(x) if self.augment is not None else x)
 
     def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor, cond: Any):
-        """The paired term G minimises besides the GAN term, and its logged parts."""
+        """The paired terms G minimises besides the GAN term, and their logged parts."""
         l1 = F.l1_loss(fake.float(), real.float())
-        return self.l1_weight * l1, {"train/g_l1": l1}
+        if not self.l2_weight:
+            return self.l1_weight * l1, {"train/g_l1": l1}
+        l2 = F.mse_loss(fake.float(), real.float())
+        return self.l1_weight * l1 + self.l2_weight * l2, {"train/g_l1": l1, "train/g_l2": l2}
 
     def g_loss(self, fake: torch.Tensor, cond: Any = None, real: torch.Tensor | None = None):
         reconstruction, stats = self.reconstruction_loss(fake, real, cond)

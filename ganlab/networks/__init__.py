@@ -10,6 +10,7 @@ from ganlab.networks.conditional import (
     ProjectionMLPDiscriminator,
 )
 from ganlab.networks.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganlab.networks.denoiser import ResidualDenoiser
 from ganlab.networks.inpainting import GatedInpaintingGenerator
 from ganlab.networks.layers import ConditionalBatchNorm2d, spectral_norm_
 from ganlab.networks.mlp import MLPDiscriminator, MLPGenerator
@@ -42,6 +43,7 @@ __all__ = [
     "ProjectionDCGANDiscriminator",
     "ProjectionMLPDiscriminator",
     "RRDBNet",
+    "ResidualDenoiser",
     "ResNetDiscriminator",
     "ResNetGenerator",
     "ResNetTranslator",
