@@ -9,15 +9,17 @@ the final checkpoint and the classical baselines on the same held-out items with
     sr4        SRGAN GAN stage, its L1 stage and their 0.5 interpolation
                                      vs bicubic, Lanczos; PSNR and SSIM on Y, border crop 4
     inpaint    gated-conv GAN        vs biharmonic inpainting; hole L1 (x100), PSNR
-    denoise    pix2pix               vs non-local means, total variation (sigma known); PSNR
+    denoise    residual denoiser GAN vs non-local means, total variation (sigma known); PSNR
     cyclegan   CycleGAN a -> b       vs identity, against the hidden stylisation; PSNR, SSIM
 
-plus the L1-only ablation of pix2pix (watermark) and of SR (its stage 1), with a sharpness proxy:
+plus the L1-only ablation of pix2pix (watermark) and of SR (its stage 1), the no-GAN ablation of
+the denoiser (its pixel loss alone), with a sharpness proxy:
 the gradient energy of the outputs over that of the targets (1 = as much fine detail as the
 targets; blur lowers it).
 
     python benchmarks/img2img.py [--tasks watermark,sr4,...] [--jobs 2] [--max-minutes 20]
-                                 [--run-dir DIR] [--data-dir DIR] [--out results.json] [overrides]
+                                 [--run-dir DIR] [--data-dir DIR] [--out results.json]
+                                 [--threads N] [overrides]
 
 Extra arguments are Hydra overrides for every run (e.g. trainer.max_epochs=1 to try it).
 """
@@ -46,6 +48,8 @@ TASKS = ("watermark", "sr4", "inpaint", "denoise", "cyclegan")
 NOISE_SIGMA = 25  # denoise_photos' noise level (0..255): the baselines are told it
 SR_STAGE_1 = ["model.gan_weight=0", "model.l1_weight=1", "model.g_optimizer.lr=2e-4"]
 SR_STAGE_1_EPOCHS = "trainer.max_epochs=30"  # L1 alone is cheap: no discriminator
+# the same recipe without its GAN term (model.gan_weight=0), by task
+ABLATIONS = {"watermark": "L1 only (ablation)", "denoise": "no GAN (ablation)"}
 
 
 Method = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -174,12 +178,10 @@ def run_task(task: str, root: Path, data_dir: Path, threads: int, overrides: lis
         rows.append(model_row("interpolation 0.5", blend, task, None))
     else:
         gan_seconds = train(gan_dir, task, data_dir, threads, overrides)
-        if task == "watermark":  # the ablation: the same recipe without its GAN term
+        if task in ABLATIONS:
             l1_seconds = train(l1_dir, task, data_dir, threads, ["model.gan_weight=0", *overrides])
             rows.append(
-                model_row(
-                    "L1 only (ablation)", l1_dir / "checkpoints" / "last.ckpt", task, l1_seconds
-                )
+                model_row(ABLATIONS[task], l1_dir / "checkpoints" / "last.ckpt", task, l1_seconds)
             )
     rows.insert(
         0, model_row("ganlab GAN", gan_dir / "checkpoints" / "last.ckpt", task, gan_seconds)
@@ -222,8 +224,16 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, help="where runs are written (default: temp)")
     parser.add_argument("--data-dir", type=Path, help="where the photo sets are written")
     parser.add_argument("--out", type=Path, help="write every row, with protocols, as JSON")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per run (default: 2, or 1 with --jobs > 1); on a machine busy with "
+        "other work 1 is faster: idle threads spin waiting for the busy one",
+    )
     args, overrides = parser.parse_known_args()
 
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads: {args.threads} is not a thread count; accepted: 1 or more")
     tasks = args.tasks.split(",")
     for task in tasks:
         if task not in TASKS:
@@ -232,7 +242,7 @@ def main() -> None:
     data_dir = (args.data_dir or root / "data").resolve()
     root.mkdir(parents=True, exist_ok=True)
     print(f"runs in {root}, photo sets in {data_dir}", flush=True)
-    threads = 1 if args.jobs > 1 else max(1, min(2, os.cpu_count() or 1))
+    threads = args.threads or (1 if args.jobs > 1 else max(1, min(2, os.cpu_count() or 1)))
     torch.set_num_threads(threads)
     seconds = int(args.max_minutes * 60)
     limit = (

@@ -124,3 +124,13 @@ def test_img2img_benchmark_rejects_an_unknown_task(tmp_path):
     assert "--tasks: 'colorize' is not one of watermark, sr4, inpaint, denoise, cyclegan" in (
         result.stderr
     )
+
+
+def test_img2img_benchmark_rejects_a_thread_count_below_1():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "img2img.py"), "--threads=0"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "--threads: 0 is not a thread count; accepted: 1 or more" in result.stderr

@@ -78,6 +78,7 @@ def test_each_task_is_written_in_its_layout_with_the_asked_counts(photo_sets, ta
         "num_train": NUM_TRAIN,
         "num_test": NUM_TEST,
         "seed": 0,
+        **({"train_watermarks": "fixed"} if task == "watermark" else {}),
     }
     assert protocol["held_out_photos"] == ["astronaut"]
     assert not set(protocol["held_out_photos"]) & set(protocol["train_photos"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import string
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -27,6 +28,19 @@ TEXT_SHARE = 0.5  # of watermarks that are text; the others are logos
 TEXT_ROTATION = (-45.0, 45.0)  # degrees
 LOGO_ROTATION = (0.0, 360.0)
 GREY_SHARE = 0.5  # of watermark colours that are a grey level; the others any RGB
+# train_watermarks="varied": besides the words and logos above, random strings and procedural
+# shapes, with stretched, sheared and bold text, so that the detector learns what a
+# semi-transparent overlay looks like rather than eight words (the test split keeps its own).
+TRAIN_WATERMARKS = ("fixed", "varied")
+RANDOM_TEXT_SHARE = 0.5  # of varied text watermarks that are a random string
+RANDOM_TEXT_LENGTH = (2, 11)  # numpy-style range: upper bound excluded
+RANDOM_TEXT_CHARS = string.ascii_letters + string.digits
+PROCEDURAL_LOGOS = ("polygon", "frame", "glyph")  # a new random shape each time
+PROCEDURAL_LOGO_SHARE = 0.5  # of varied logo watermarks
+GLYPH_CHARS = string.ascii_letters + string.digits + "©@&#$%?"
+TEXT_STRETCH = (0.7, 1.5)  # width factor of varied text
+TEXT_SHEAR = (-0.35, 0.35)  # x shift per row, of varied text (italic-like)
+TEXT_STROKES = (0, 3)  # stroke widths of varied text (0 regular, 1-2 bold); range, upper excluded
 # Shape coverage below this is set to 0 before blending, so the mask (coverage > 0) holds every
 # changed pixel and nothing else.
 COVERAGE_THRESHOLD = 0.1
@@ -102,13 +116,18 @@ def stylise(image: np.ndarray) -> np.ndarray:
 
 
 def add_watermark(
-    clean: np.ndarray, rng: np.random.Generator, words=TRAIN_WORDS, logos=TRAIN_LOGOS
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    words=TRAIN_WORDS,
+    logos=TRAIN_LOGOS,
+    varied: bool = False,  # also random strings, procedural shapes, stretched/sheared/bold text
 ) -> tuple[np.ndarray, np.ndarray]:
     """(watermarked uint8 image, bool mask) for an (H, W, 3) uint8 image: a text or logo shape
-    of random size, rotation, position, colour and opacity, alpha-blended."""
+    of random size, rotation, position, colour and opacity, alpha-blended. `varied=False` draws
+    exactly what earlier versions drew from the same generator."""
     height, width = clean.shape[:2]
     for _ in range(10):  # a shape rotated thin can cover almost nothing: draw another
-        coverage = _watermark_shape(rng, words, logos, max_side=min(height, width))
+        coverage = _watermark_shape(rng, words, logos, min(height, width), varied)
         if (coverage > 0).sum() >= MIN_MASK_PIXELS:
             break
     top = int(rng.integers(0, height - coverage.shape[0] + 1))
@@ -125,16 +144,22 @@ def add_watermark(
     return np.round(marked).astype(np.uint8), placed > 0
 
 
-def _watermark_shape(rng, words, logos, max_side: int) -> np.ndarray:
+def _watermark_shape(rng, words, logos, max_side: int, varied: bool = False) -> np.ndarray:
     """Coverage in [0, 1] of a rotated text or logo, at most `max_side` on each side."""
     if rng.random() < TEXT_SHARE:
-        count = int(rng.integers(1, 3))  # one or two words
-        text = " ".join(str(w) for w in rng.choice(words, size=count, replace=False))
-        size = int(rng.integers(FONT_SIZES[0], FONT_SIZES[1] + 1))
-        shape = Image.fromarray(text_coverage(text, size, bold=bool(rng.random() < 0.3)))
+        if varied:
+            shape = Image.fromarray(_varied_text_coverage(rng, words))
+        else:
+            count = int(rng.integers(1, 3))  # one or two words
+            text = " ".join(str(w) for w in rng.choice(words, size=count, replace=False))
+            size = int(rng.integers(FONT_SIZES[0], FONT_SIZES[1] + 1))
+            shape = Image.fromarray(text_coverage(text, size, bold=bool(rng.random() < 0.3)))
         angle = rng.uniform(*TEXT_ROTATION)
     else:
-        logo = Image.fromarray(_logo_coverage(str(rng.choice(logos)), rng))
+        if varied and rng.random() < PROCEDURAL_LOGO_SHARE:
+            logo = Image.fromarray(_procedural_logo(str(rng.choice(PROCEDURAL_LOGOS)), rng))
+        else:
+            logo = Image.fromarray(_logo_coverage(str(rng.choice(logos)), rng))
         longest = int(rng.integers(LOGO_SIZES[0], LOGO_SIZES[1] + 1))
         factor = longest / max(logo.size)
         new_size = (max(1, round(logo.width * factor)), max(1, round(logo.height * factor)))
@@ -152,13 +177,20 @@ def _watermark_shape(rng, words, logos, max_side: int) -> np.ndarray:
     return coverage
 
 
-def text_coverage(text: str, size: int, bold: bool = False, sized_font: bool | None = None):
+def text_coverage(
+    text: str,
+    size: int,
+    bold: bool = False,
+    sized_font: bool | None = None,
+    stroke: int | None = None,  # stroke width in pixels; None: 1 if bold else 0
+):
     """(h, w) uint8 coverage of `text`, cropped to its ink. Pillow's default font at `size`
     where that exists (Pillow >= 10.1 with FreeType), else its bitmap font, resized so the ink
     is `size` pixels tall."""
     sized_font = SIZED_DEFAULT_FONT if sized_font is None else sized_font
     font = ImageFont.load_default(size=size) if sized_font else ImageFont.load_default()
-    stroke = 1 if bold and sized_font else 0  # bitmap fonts take no stroke
+    stroke = (1 if bold else 0) if stroke is None else stroke
+    stroke = stroke if sized_font else 0  # bitmap fonts take no stroke
     # drawn on a roomy canvas and cropped: older Pillow cannot measure bitmap text (textbbox)
     em = size if sized_font else 11
     canvas = Image.new("L", ((len(text) + 2) * em * 2, em * 4), 0)
@@ -169,6 +201,66 @@ def text_coverage(text: str, size: int, bold: bool = False, sized_font: bool | N
         new_size = (max(1, round(canvas.width * factor)), max(1, round(canvas.height * factor)))
         canvas = canvas.resize(new_size, Image.Resampling.BICUBIC)
     return np.asarray(canvas)
+
+
+def random_text(rng: np.random.Generator, avoid=TEST_WORDS) -> str:
+    """Letters and digits, sometimes two runs of them; never containing a word of `avoid`
+    (case-insensitive), so that the test split's words stay unseen."""
+    while True:
+        length = int(rng.integers(*RANDOM_TEXT_LENGTH))
+        chars = rng.choice(list(RANDOM_TEXT_CHARS), size=length)
+        if length > 4 and rng.random() < 0.3:
+            chars[int(rng.integers(2, length - 1))] = " "
+        text = "".join(chars)
+        if not any(word.lower() in text.lower() for word in avoid):
+            return text
+
+
+def _varied_text_coverage(rng: np.random.Generator, words) -> np.ndarray:
+    """A word of `words` or a random string, of random size, stroke, stretch and shear."""
+    if rng.random() < RANDOM_TEXT_SHARE:
+        text = random_text(rng)
+    else:
+        count = int(rng.integers(1, 3))
+        text = " ".join(str(w) for w in rng.choice(words, size=count, replace=False))
+    size = int(rng.integers(FONT_SIZES[0], FONT_SIZES[1] + 1))
+    stroke = min(int(rng.integers(*TEXT_STROKES)), size // 8)  # small text: at most 1
+    shape = Image.fromarray(text_coverage(text, size, stroke=stroke))
+    stretched = max(1, round(shape.width * rng.uniform(*TEXT_STRETCH)))
+    shape = shape.resize((stretched, shape.height), Image.Resampling.BICUBIC)
+    shear = rng.uniform(*TEXT_SHEAR)
+    extra = math.ceil(abs(shear) * shape.height)
+    offset = -shear * shape.height if shear > 0 else 0.0
+    shape = shape.transform(
+        (shape.width + extra, shape.height),
+        Image.Transform.AFFINE,
+        (1, shear, offset, 0, 1, 0),
+        resample=Image.Resampling.BICUBIC,
+    )
+    return np.asarray(shape.crop(shape.getbbox()))
+
+
+def _procedural_logo(name: str, rng: np.random.Generator) -> np.ndarray:
+    """(h, w) uint8 coverage of a new random shape: an irregular polygon, a rectangular frame
+    or one large character."""
+    if name == "glyph":
+        char = str(rng.choice(list(GLYPH_CHARS)))
+        return text_coverage(char, 120, stroke=int(rng.integers(0, 8)))
+    canvas = Image.new("L", (200, 200), 0)
+    draw = ImageDraw.Draw(canvas)
+    if name == "polygon":
+        count = int(rng.integers(5, 11))
+        angles = np.sort(rng.uniform(0, 2 * math.pi, count))
+        radii = rng.uniform(30, 95, count)
+        points = zip(np.cos(angles) * radii + 100, np.sin(angles) * radii + 100, strict=True)
+        draw.polygon([(float(x), float(y)) for x, y in points], fill=255)
+    elif name == "frame":
+        half_width, half_height = rng.uniform(40, 95), rng.uniform(25, 95)
+        box = (100 - half_width, 100 - half_height, 100 + half_width, 100 + half_height)
+        draw.rectangle(box, outline=255, width=int(rng.integers(8, 30)))
+    else:
+        raise ValueError(f"unknown procedural logo {name!r}")
+    return np.asarray(canvas.crop(canvas.getbbox()))
 
 
 def _logo_coverage(name: str, rng: np.random.Generator) -> np.ndarray:

@@ -45,9 +45,17 @@ def photo_data(
     num_train: int = 320,  # training crops
     num_test: int = 48,  # held-out crops, all from the held-out photo
     photo_seed: int = 0,  # the set's own seed: the same files for every run seed
+    train_watermarks: str = "fixed",  # watermark: "varied" adds random strings and shapes
     **loader_options: Any,  # the loader's own options (batch_size, crop_size, sigma, ...)
 ) -> TranslationDataModule:
     check_choice("data.task", task, PHOTO_TASKS)
-    written = prepare_photos(task, root, num_train=num_train, num_test=num_test, seed=photo_seed)
+    written = prepare_photos(
+        task,
+        root,
+        num_train=num_train,
+        num_test=num_test,
+        seed=photo_seed,
+        train_watermarks=train_watermarks,
+    )
     loader, parts = LOADERS[task]
     return loader(**parts(Path(written)), **loader_options)

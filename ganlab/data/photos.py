@@ -60,6 +60,7 @@ def prepare_photos(
     num_train: int = DEFAULT_NUM_TRAIN,
     num_test: int = DEFAULT_NUM_TEST,
     seed: int = 0,
+    train_watermarks: str = "fixed",  # watermark: "varied" adds random strings and shapes
 ) -> Path:
     """Write the `task` photo set into `root` (unless it is there already) and return `root`.
 
@@ -71,6 +72,12 @@ def prepare_photos(
     check_int("num_train", num_train, 1)
     check_int("num_test", num_test, 1)
     check_int("seed", seed, 0)
+    check_choice("train_watermarks", train_watermarks, dg.TRAIN_WATERMARKS)
+    if task != "watermark" and train_watermarks != "fixed":
+        raise DataError(
+            f"train_watermarks={train_watermarks!r} applies to task 'watermark' only, not "
+            f"{task!r}; leave it 'fixed'"
+        )
     dg.skimage_module()  # the photos are scikit-image's: say so first if it is missing
     root = Path(root).expanduser()
     parameters = {
@@ -80,6 +87,8 @@ def prepare_photos(
         "num_test": num_test,
         "seed": seed,
     }
+    if task == "watermark":  # the other tasks' protocols (and their existing sets) unchanged
+        parameters["train_watermarks"] = train_watermarks
     if _existing_set_matches(root, parameters):
         return root
     max_test = len(_test_tiles())
@@ -156,6 +165,9 @@ def _write_set(folder: Path, parameters: dict[str, Any]) -> None:
         "denoise": _write_denoise,
         "cyclegan": _write_cyclegan,
     }[task]
+    if task == "watermark":
+        varied = parameters["train_watermarks"] == "varied"
+        writer = functools.partial(writer, varied=varied)
     details = writer(folder, train_crops, test_crops, train_rng, test_rng)
     crops = {"train": _origin_rows(train_origins), "test": _origin_rows(test_origins)}
     if task == "cyclegan":  # the first half went to trainA, the second to trainB
@@ -255,13 +267,13 @@ def _write_json(path: Path, content: Any) -> None:
 # --- tasks --------------------------------------------------------------------------------------
 
 
-def _write_watermark(folder, train, test, train_rng, test_rng) -> dict[str, Any]:
-    for split, crops, rng, words, logos in (
-        ("train", train, train_rng, dg.TRAIN_WORDS, dg.TRAIN_LOGOS),
-        ("test", test, test_rng, dg.TEST_WORDS, dg.TEST_LOGOS),
+def _write_watermark(folder, train, test, train_rng, test_rng, varied=False) -> dict[str, Any]:
+    for split, crops, rng, words, logos, split_varied in (
+        ("train", train, train_rng, dg.TRAIN_WORDS, dg.TRAIN_LOGOS, varied),
+        ("test", test, test_rng, dg.TEST_WORDS, dg.TEST_LOGOS, False),  # the same either way
     ):
         for index, clean in enumerate(crops):
-            marked, mask = dg.add_watermark(clean, rng, words, logos)
+            marked, mask = dg.add_watermark(clean, rng, words, logos, split_varied)
             name = f"{_name(index)}.png"
             _save_png(folder / split / "Watermark_free_image" / name, clean)
             _save_png(folder / split / "Watermarked_image" / name, marked)
@@ -288,6 +300,20 @@ def _write_watermark(folder, train, test, train_rng, test_rng) -> dict[str, Any]
             "test_words": list(dg.TEST_WORDS),
             "train_logos": list(dg.TRAIN_LOGOS),
             "test_logos": list(dg.TEST_LOGOS),
+            "train_varied": (
+                {
+                    "random_text_share": dg.RANDOM_TEXT_SHARE,
+                    "random_text": f"{dg.RANDOM_TEXT_LENGTH} chars of letters and digits, "
+                    "never containing a test word",
+                    "text_stretch": list(dg.TEXT_STRETCH),
+                    "text_shear": list(dg.TEXT_SHEAR),
+                    "text_strokes": list(dg.TEXT_STROKES),
+                    "procedural_logos": list(dg.PROCEDURAL_LOGOS),
+                    "procedural_logo_share": dg.PROCEDURAL_LOGO_SHARE,
+                }
+                if varied
+                else None
+            ),
         },
     }
 

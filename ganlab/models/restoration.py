@@ -18,6 +18,16 @@ from ganlab.networks import PatchGANDiscriminator, spectral_norm_
 
 # A probability of exactly 0 or 1 has an infinite logit: the mask head's are clamped this far in.
 MASK_EPS = 1e-6
+# The mask head's loss: BCE alone, or BCE + soft Dice (1 - Dice per image, batch mean), which
+# does not shrink with the share of watermarked pixels (often < 10 %: BCE alone learns "clean").
+MASK_LOSSES = ("bce", "bce_dice")
+# What the image channels are: "clean", the clean image (pix2pix); "residual", a correction
+# added to the source (clean = source + 2 t, clamped to [-1, 1]), which starts at the identity
+# and need not carry the whole image through the U-Net's bottleneck; "unblend", the watermark's
+# colour c and, in one more channel, its opacity a, inverted as the blend was made:
+# clean = (source - a c) / (1 - a), a in [0, MAX_OPACITY].
+IMAGE_BRANCHES = ("clean", "residual", "unblend")
+MAX_OPACITY = 0.9
 
 
 def sn_patchgan_discriminator(
@@ -50,6 +60,15 @@ def check_weight(name: str, value: float) -> float:
     if value < 0:
         raise ConfigError(f"model.{name}={value} must be >= 0")
     return value
+
+
+def soft_dice_loss(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice per image of (B, 1, H, W) probabilities against a 0/1 mask, batch mean; +1
+    in numerator and denominator, so an image without watermark asks for an empty mask."""
+    probability, target = probability.float().flatten(1), target.float().flatten(1)
+    overlap = (probability * target).sum(1)
+    dice = (2 * overlap + 1) / (probability.sum(1) + target.sum(1) + 1)
+    return (1 - dice).mean()
 
 
 def takes_two_inputs(network: nn.Module) -> bool:
@@ -178,10 +197,15 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
     """Watermark removal as pix2pix on (watermarked, clean) pairs, with an optional mask head.
 
     `mask_weight` > 0: the generator gets one more output channel, read as the probability that
-    a pixel is watermarked and trained with `mask_weight` * BCE against batch "mask"; with
+    a pixel is watermarked and trained with `mask_weight` * `mask_loss` (BCE with positive
+    weight `mask_pos_weight`, + soft Dice for "bce_dice") against batch "mask"; with
     `composite_with_mask` the image is `source * (1 - m) + prediction * m`, so pixels the head
-    calls clean pass through unchanged (the default with a head). `mask_weight: 0` is plain
-    pix2pix.
+    calls clean pass through unchanged (the default with a head). `inside_l1_weight` adds the L1
+    of the image channels' raw prediction on the true mask's pixels, so that they learn to
+    restore watermarked pixels while the head is still unsure where those are. `image_branch`
+    "residual" reads the image channels t as a correction: prediction = source + 2 t;
+    "unblend" as the watermark's colour, with an opacity channel (see IMAGE_BRANCHES).
+    `mask_weight: 0` with `image_branch: clean` is plain pix2pix.
 
     The U-Net ends in Tanh on every channel: its mask channel t is read as m = (t + 1) / 2, which
     is sigmoid(2a) of the pre-Tanh activation a, i.e. a sigmoid mask head with logit 2a.
@@ -196,9 +220,31 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
         mask_weight: float = 1.0,  # weight of the mask head's BCE; 0: no mask head
         # Keep the pixels the head calls clean; None: whenever there is a mask head.
         composite_with_mask: bool | None = None,
+        mask_loss: str = "bce",  # "bce" or "bce_dice"
+        mask_pos_weight: float = 1.0,  # BCE weight of watermarked pixels (> 0)
+        inside_l1_weight: float = 0.0,  # L1 of the raw prediction on the true mask's pixels
+        image_branch: str = "clean",  # "clean", "residual" or "unblend" (IMAGE_BRANCHES)
         **kwargs: Any,
     ):
+        if image_branch not in IMAGE_BRANCHES:
+            accepted = ", ".join(repr(name) for name in IMAGE_BRANCHES)
+            raise ConfigError(
+                f"model.image_branch={image_branch!r} is not supported; accepted: {accepted}"
+            )
         check_weight("mask_weight", mask_weight)
+        check_weight("inside_l1_weight", inside_l1_weight)
+        if mask_loss not in MASK_LOSSES:
+            accepted = ", ".join(repr(name) for name in MASK_LOSSES)
+            raise ConfigError(
+                f"model.mask_loss={mask_loss!r} is not supported; accepted: {accepted}"
+            )
+        if not mask_pos_weight > 0:
+            raise ConfigError(f"model.mask_pos_weight={mask_pos_weight} must be > 0")
+        if inside_l1_weight > 0 and mask_weight == 0:
+            raise ConfigError(
+                f"model.inside_l1_weight={inside_l1_weight} needs the mask head (model.mask_weight "
+                "> 0), whose batches carry the true masks; set model.inside_l1_weight=0"
+            )
         if composite_with_mask is None:
             composite_with_mask = mask_weight > 0
         if composite_with_mask and mask_weight == 0:
@@ -215,7 +261,7 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
                         f"model.generator.{key} is set by WatermarkRemovalGAN from "
                         "model.channels (and the mask head); remove it"
                     )
-            out_channels = channels + mask_channels
+            out_channels = channels + (image_branch == "unblend") + mask_channels
             try:
                 generator = generator(channels=channels, out_channels=out_channels)
             except TypeError as error:
@@ -229,6 +275,10 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
         self.mask_weight = mask_weight
         self.mask_channels = mask_channels
         self.composite_with_mask = composite_with_mask
+        self.mask_loss = mask_loss
+        self.mask_pos_weight = mask_pos_weight
+        self.inside_l1_weight = inside_l1_weight
+        self.image_branch = image_branch
 
     def condition(self, batch: dict[str, torch.Tensor]) -> Any:
         if self.mask_weight > 0 and "mask" not in batch:
@@ -247,26 +297,45 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
         `.mask_probability`."""
         source = self.source_of(cond)
         output = (network or self.generator)(source)
-        expected = self.channels + self.mask_channels
+        opacity_channels = 1 if self.image_branch == "unblend" else 0
+        expected = self.channels + opacity_channels + self.mask_channels
         if output.shape[1] != expected:
-            head = " + 1 mask channel" if self.mask_channels else ""
+            head = " + 1 opacity channel" if opacity_channels else ""
+            head += " + 1 mask channel" if self.mask_channels else ""
             raise ConfigError(
                 f"the generator returns {output.shape[1]} channels, but model.channels="
                 f"{self.channels}{head} needs {expected}; build it with out_channels={expected}"
             )
+        prediction = output[:, : self.channels]
+        if self.image_branch == "residual":
+            prediction = (source + 2 * prediction).clamp(-1, 1)
+        elif self.image_branch == "unblend":
+            opacity = MAX_OPACITY * (output[:, self.channels : self.channels + 1] + 1) / 2
+            prediction = ((source - opacity * prediction) / (1 - opacity)).clamp(-1, 1)
         if not self.mask_channels:
-            return output
-        image, mask = output[:, : self.channels], (output[:, self.channels :] + 1) / 2
-        if self.composite_with_mask:
-            image = source * (1 - mask) + image * mask
+            return prediction
+        mask = (output[:, -1:] + 1) / 2
+        image = source * (1 - mask) + prediction * mask if self.composite_with_mask else prediction
         image.mask_probability = mask
+        image.prediction = prediction  # the image channels before compositing
         return image
 
     def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor, cond: Any):
         loss, stats = super().reconstruction_loss(fake, real, cond)
         if self.mask_channels:
+            truth = cond[1].float()
             logit = torch.logit(fake.mask_probability.float(), eps=MASK_EPS)
-            bce = F.binary_cross_entropy_with_logits(logit, cond[1].float())
-            loss = loss + self.mask_weight * bce
+            pos_weight = torch.tensor(self.mask_pos_weight, device=logit.device)
+            bce = F.binary_cross_entropy_with_logits(logit, truth, pos_weight=pos_weight)
             stats["train/g_mask_bce"] = bce
+            mask_loss = bce
+            if self.mask_loss == "bce_dice":
+                dice = soft_dice_loss(fake.mask_probability, truth)
+                stats["train/g_mask_dice"] = dice
+                mask_loss = bce + dice
+            loss = loss + self.mask_weight * mask_loss
+            if self.inside_l1_weight > 0:
+                inside, _ = masked_l1(fake.prediction, real, truth)
+                stats["train/g_l1_inside"] = inside
+                loss = loss + self.inside_l1_weight * inside
         return loss, stats
