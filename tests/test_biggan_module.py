@@ -13,9 +13,9 @@ from hydra.utils import instantiate
 
 from ganlab.errors import ConfigError
 from ganlab.eval import evaluate
-from ganlab.losses import HingeLoss
+from ganlab.losses import HingeLoss, RaGANLoss
 from ganlab.losses.orthogonal import orthogonal_gradient
-from ganlab.models import BigGAN
+from ganlab.models import BigGAN, ConditionalGAN
 from ganlab.networks import BigGANDiscriminator, BigGANGenerator
 from ganlab.sample import sample as ganlab_sample
 from ganlab.train import train
@@ -38,11 +38,12 @@ def tiny_biggan(**kwargs) -> BigGAN:
     settings = dict(num_classes=10, n_critic=1, ema_decay=0.9999, ema_warmup=False, ema_start=0)
     settings.update(kwargs)
     g_optimizer = settings.pop("g_optimizer", None)
+    loss = settings.pop("loss", None) or HingeLoss()
     adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
     return BigGAN(
         BigGANGenerator(latent_dim=16, channels=1, num_classes=10, width=8, shared_dim=8),
         BigGANDiscriminator(channels=1, num_classes=10, width=8),
-        HingeLoss(),
+        loss,
         g_optimizer or adam,
         adam,
         latent_dim=16,
@@ -105,6 +106,84 @@ def test_a_fit_before_the_start_step_leaves_ema_equal_to_g():
     assert_same_tensors(model.generator.state_dict(), model.generator_ema.state_dict())
 
 
+class StepRecord:
+    """Per training step (by D step count), what G was called with in training (latents,
+    labels, whether with a graph) and made, and what D was given, by forward hooks."""
+
+    def __init__(self, model):
+        self.model = model
+        self.steps: dict[int, dict[str, list]] = {}
+        model.generator.register_forward_pre_hook(self._g_inputs)
+        model.generator.register_forward_hook(lambda _m, _args, out: self._add("g_out", out))
+        model.discriminator.register_forward_pre_hook(lambda _m, args: self._add("d_in", args))
+
+    def _g_inputs(self, _module, args):
+        z, labels = args
+        self._add("g_in", (z.clone(), labels.clone(), torch.is_grad_enabled()))
+
+    def _add(self, key, value):
+        if self.model.generator.training:  # not the shape check before training
+            step = self.steps.setdefault(self.model.d_steps, {"g_in": [], "g_out": [], "d_in": []})
+            step[key].append(value)
+
+
+def test_biggan_g_step_draws_fresh_latents_and_random_labels():
+    """BigGAN-PyTorch's G step: fresh z and labels drawn over the classes, not the fakes and
+    labels of the D step; the G loss judges those fresh fakes under their own labels."""
+    model = tiny_biggan(n_critic=2)
+    record = StepRecord(model)
+    fit(model, labelled_digits(), steps=2)  # a D step, then a D step and a G step
+    d_only, with_g = record.steps[0], record.steps[1]
+    ((_, _, d_only_graph),) = d_only["g_in"]
+    assert not d_only_graph  # a D step without a G step builds no graph through G
+    (d_z, d_labels, d_graph), (g_z, g_labels, g_graph) = with_g["g_in"]
+    assert not d_graph and g_graph  # the D step's fakes are not reused: made without a graph
+    assert not torch.equal(d_z, g_z) and g_z.shape == d_z.shape
+    assert not torch.equal(d_labels, g_labels) and g_labels.shape == d_labels.shape
+    assert 0 <= g_labels.min() and g_labels.max() < 10
+    assert len(g_labels.unique()) > 3  # drawn over the classes, not one label repeated
+    judged, judged_labels = with_g["d_in"][-1]  # the G loss's D call
+    assert torch.equal(judged, with_g["g_out"][-1]) and torch.equal(judged_labels, g_labels)
+
+
+def test_other_models_train_g_on_the_d_steps_fakes():
+    """The default of the hook: the D step's fakes (made with a graph) and the real labels."""
+    torch.manual_seed(0)
+    adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
+    model = ConditionalGAN(
+        BigGANGenerator(latent_dim=16, channels=1, num_classes=10, width=8, shared_dim=8),
+        BigGANDiscriminator(channels=1, num_classes=10, width=8),
+        HingeLoss(),
+        adam,
+        adam,
+        latent_dim=16,
+        num_classes=10,
+    )
+    record = StepRecord(model)
+    fit(model, labelled_digits(), steps=2)
+    assert sorted(record.steps) == [0, 1]
+    for step in record.steps.values():
+        ((_, labels, graph),) = step["g_in"]
+        assert graph
+        judged, judged_labels = step["d_in"][-1]
+        assert torch.equal(judged, step["g_out"][0]) and torch.equal(judged_labels, labels)
+
+
+def test_biggan_g_step_keeps_the_real_labels_for_a_relativistic_loss():
+    model = tiny_biggan(loss=RaGANLoss())
+    labels = torch.arange(8) % 10
+    z = model.noise(8)
+    g_z, g_labels = model.g_step_inputs(8, z, labels)
+    assert g_labels is labels and not torch.equal(g_z, z)
+
+
+def test_biggan_g_step_on_the_d_steps_fakes_when_asked():
+    model = tiny_biggan(fresh_g_inputs=False)
+    assert model.g_step_inputs(8, model.noise(8), torch.arange(8)) is None
+    default = tiny_biggan()
+    assert default.fresh_g_inputs and default.g_step_inputs(8, None, None) is not None
+
+
 def test_orthogonal_regularization_adds_its_gradient_to_g_only():
     """One step with SGD lr 1 for G: the weights move by the ortho gradient more than without
     it; D and G's shared embedding are untouched by it."""
@@ -133,6 +212,7 @@ def test_orthogonal_regularization_adds_its_gradient_to_g_only():
         ({"ortho_strength": -1.0}, "strength=-1.0 must be a number >= 0"),
         ({"truncation": 0}, "truncation=0 must be a positive number"),
         ({"ema_warmup": True}, "model.ema_warmup=true ramps the EMA decay up from 0"),
+        ({"fresh_g_inputs": "yes"}, "model.fresh_g_inputs='yes' must be true or false"),
     ],
 )
 def test_bad_settings_are_config_errors(kwargs, message):

@@ -16,7 +16,7 @@ from torch import nn
 
 from ganlab.cli import CONFIG_DIR
 from ganlab.errors import ConfigError
-from ganlab.losses import R1, DiffAugment, GradientPenalty
+from ganlab.losses import R1, AdaptiveAugment, DiffAugment, GradientPenalty
 from ganlab.models import CycleGAN, GANModule
 from ganlab.models.base import call_g_loss
 from ganlab.train import train
@@ -34,7 +34,16 @@ REGULARIZERS = {
     "r1": [R1],
     "[gp,r1]": [GradientPenalty, R1],
 }
-AUGMENTS = ["none", "diffaugment"]
+AUGMENT_CLASSES = {"none": type(None), "diffaugment": DiffAugment, "ada": AdaptiveAugment}
+AUGMENTS = list(AUGMENT_CLASSES)
+
+
+def augments_for(variant: str) -> list[str]:
+    """The augment options a model takes: ADA transforms images only, so models of 2D points
+    are crossed with DiffAugment's refusal of them (one is enough)."""
+    model = VARIANTS[variant][0].removeprefix("model=")
+    data_key = OmegaConf.load(CONF / "model" / f"{model}.yaml").get("data_key")
+    return [a for a in AUGMENTS if a != "ada"] if data_key == "point" else AUGMENTS
 
 
 @pytest.fixture(autouse=True)
@@ -48,13 +57,14 @@ def one_thread():
 
 def covering_cases() -> list[tuple[str, str, str, str]]:
     """Each model with every loss, and with every regularizers and augment option along the
-    way: the full product is 11 x 7 x 4 x 2 compositions, this is 11 x 7."""
+    way: the full product is models x losses x 4 x 3 compositions, this is models x losses."""
     cases = []
     for i, variant in enumerate(VARIANTS):
+        augments = augments_for(variant)
         for j, loss in enumerate(LOSSES):
             k = i + j
             regularizers = list(REGULARIZERS)[k % len(REGULARIZERS)]
-            cases.append((variant, loss, regularizers, AUGMENTS[(k + k // 4) % 2]))
+            cases.append((variant, loss, regularizers, augments[(k + k // 4) % len(augments)]))
     return cases
 
 
@@ -66,7 +76,8 @@ def test_the_cases_cover_every_model_with_every_option():
         mine = [case for case in CASES if case[0] == variant]
         assert {case[1] for case in mine} == set(LOSSES)
         assert {case[2] for case in mine} == set(REGULARIZERS)
-        assert {case[3] for case in mine} == set(AUGMENTS)
+        assert {case[3] for case in mine} == set(augments_for(variant))
+    assert sum(case[3] == "ada" for case in CASES) >= len(VARIANTS) - 1  # all but 2D points
     assert {"rsgan", "ragan", "ralsgan", "bce", "wasserstein"} <= set(LOSSES)
 
 
@@ -139,14 +150,19 @@ def batch_for(model: GANModule, cfg, size: int = 4) -> dict[str, torch.Tensor]:
 
 
 class InputLog:
-    """What the augmentation returned and what the discriminator was given, by forward hooks."""
+    """What the augmentation was given (channels) and returned, and what the discriminator was
+    given, by forward hooks."""
 
     def __init__(self, model: GANModule):
         self.augmented: list[torch.Tensor] = []
+        self.augment_channels: set[int] = set()
         self.d_inputs: list[torch.Tensor] = []
         model.discriminator.register_forward_pre_hook(lambda _, args: self.d_inputs.append(args[0]))
         if model.augment is not None:
             model.augment.register_forward_hook(lambda *hook: self.augmented.append(hook[2]))
+            model.augment.register_forward_pre_hook(
+                lambda _, args: self.augment_channels.add(args[0].shape[1])
+            )
 
     def unaugmented_inputs(self) -> int:
         return sum(not any(x is out for out in self.augmented) for x in self.d_inputs)
@@ -154,18 +170,22 @@ class InputLog:
 
 @pytest.mark.parametrize("variant, loss, regularizers, augment", CASES)
 def test_what_is_built_is_what_was_chosen(tmp_path, variant, loss, regularizers, augment):
+    # ADA from p = 0.5, so that its transformations run; AC-GAN computes its own D loss, which
+    # does not report the real logits that tune p: a fixed p, as documented for any model.
+    ada = ["augment.initial_p=0.5", *(["augment.target=null"] if variant == "acgan" else [])]
     cfg = compose(
         tmp_path,
         *VARIANTS[variant],
         f"loss={loss}",
         f"regularizers={regularizers}",
         f"augment={augment}",
+        *(ada if augment == "ada" else []),
     )
     model = instantiate(cfg.model)
     loss_class = get_class(OmegaConf.load(CONF / "loss" / f"{loss}.yaml")._target_)
     assert type(model.loss) is loss_class
     assert [type(r) for r in model.d_regularizers] == REGULARIZERS[regularizers]
-    assert isinstance(model.augment, DiffAugment) if augment != "none" else model.augment is None
+    assert type(model.augment) is AUGMENT_CLASSES[augment]
     wandb = cfg.logger.wandb  # runs are labelled with the loss that was built
     assert wandb.group.endswith(f"-{model.loss.name}") and model.loss.name in wandb.tags
 
@@ -180,7 +200,14 @@ def test_what_is_built_is_what_was_chosen(tmp_path, variant, loss, regularizers,
         with pytest.raises(ConfigError, match=r"augment=diffaugment .* shape \(4, 2\)"):
             model.d_loss(real, fake.detach(), cond)
         return
-    d_loss, _ = model.d_loss(real, fake.detach(), cond)
+    try:
+        d_loss, stats = model.d_loss(real, fake.detach(), cond)
+    except ConfigError as error:  # only ADA's colour refusal of a D that sees stacked images
+        assert augment == "ada" and log.augment_channels - {1, 3}, error
+        assert "colour transformations take RGB (3 channels) or grayscale (1)" in str(error)
+        return
+    if augment == "ada" and variant != "acgan":  # the real logits tune ADA's p
+        assert "train/ada_p" in stats
     penalties = [
         regularizer(model, real, fake.detach(), cond) for regularizer in model.d_regularizers
     ]

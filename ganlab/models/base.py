@@ -44,7 +44,8 @@ class GANModule(pl.LightningModule):
 
     The player not being updated is frozen (`toggled_optimizer`), so the generator step builds no
     gradients for the discriminator's weights. When a generator step follows, the fakes of the
-    discriminator step are generated with a graph and reused, as in the textbook loop.
+    discriminator step are generated with a graph and reused, as in the textbook loop, unless
+    the variant's `g_step_inputs` gives the G step inputs of its own (BigGAN).
 
     Regularizers of the discriminator (gradient penalty, R1) and a differentiable augmentation
     of every discriminator input (DiffAugment) are options of any family.
@@ -181,6 +182,13 @@ class GANModule(pl.LightningModule):
         real_logits = None if real is None else self.discriminate(real, cond).float()
         return self.loss.g_loss(fake_logits, real_logits), {}
 
+    def g_step_inputs(self, batch_size: int, z: torch.Tensor | None, cond: Any) -> Any:
+        """What the G step trains on, asked once per batch on which a G step follows, before
+        its D step: None (the default) trains G on this D step's fakes, generated with a graph
+        for it; a pair (latents, condition) makes fresh fakes from them for the G step (BigGAN:
+        fresh z and random labels). `z` and `cond` are the D step's."""
+        return None
+
     # ------------------------------------------------------------------ training
     def noise(self, batch_size: int) -> torch.Tensor | None:
         if self.latent_dim is None:
@@ -194,7 +202,8 @@ class GANModule(pl.LightningModule):
         g_step_due = self.d_steps % self.n_critic == self.n_critic - 1
 
         z = self.noise(real.shape[0])
-        with torch.set_grad_enabled(g_step_due):
+        g_inputs = self.g_step_inputs(real.shape[0], z, cond) if g_step_due else None
+        with torch.set_grad_enabled(g_step_due and g_inputs is None):
             fake = self.generate(z, cond)
 
         with self.toggled_optimizer(d_opt):
@@ -209,6 +218,9 @@ class GANModule(pl.LightningModule):
 
         if g_step_due:
             with self.toggled_optimizer(g_opt):
+                if g_inputs is not None:  # fresh fakes, from the latents the hook chose
+                    z, cond = g_inputs
+                    fake = self.generate(z, cond)
                 g_loss, g_stats = call_g_loss(self, fake, cond, real)
                 self.watch_finite(g_loss, "train/g_loss")
                 g_penalty = self.g_regularization(real, fake, cond, g_stats)

@@ -3,9 +3,8 @@ StudioGAN's CIFAR10/BigGAN.yaml: hinge loss (loss=hinge), `n_critic` D steps per
 a fresh real batch (one batch per D step), an EMA generator that copies G until `ema_start` G
 steps, the orthogonal regularization added to G's gradients, truncation by resampling at
 sampling. Standing statistics for evaluation are an option of ganlab-sample and ganlab-eval.
-
-Where the base loop differs from BigGAN-PyTorch: the G step reuses the fakes of the last D
-step (with the real batch's labels) instead of drawing fresh latents and random labels.
+The G step trains on fresh latents and uniformly drawn labels (train_fns.py's `z_.sample_()`,
+`y_.sample_()`), not on the fakes of the last D step.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from ganlab.errors import ConfigError
 from ganlab.losses.orthogonal import add_orthogonal_gradient_, check_strength
 from ganlab.models.conditional import ConditionalGAN
 from ganlab.networks.biggan import check_truncation, truncated_latents, truncated_noise
+from ganlab.speed import check_switch
 
 
 def _check_ema_start(ema_start: int) -> int:
@@ -57,6 +57,9 @@ class BigGAN(ConditionalGAN):
         ema_start: int = 1000,  # G steps during which the EMA copies G (BigGAN: 1000)
         ortho_strength: float = 0.0,  # orthogonal regularization; paper 1e-4, CIFAR recipes 0
         truncation: float | None = None,  # sampling default: redraw |z| > t; None: off
+        # The G step on fresh latents and random labels (BigGAN-PyTorch); False: on the last D
+        # step's fakes and the real labels, as other families.
+        fresh_g_inputs: bool = True,
         **kwargs: Any,
     ):
         if kwargs.setdefault("ema_warmup", False):
@@ -69,6 +72,21 @@ class BigGAN(ConditionalGAN):
         self.ortho_strength = check_strength(ortho_strength)
         self.truncation = None if truncation is None else check_truncation(truncation)
         self._sampling_truncation: float | None = None  # set by `sample` for one call
+        self.fresh_g_inputs = check_switch("model.fresh_g_inputs", fresh_g_inputs)
+
+    # ------------------------------------------------------------------ G step
+    def g_step_inputs(self, batch_size: int, z: torch.Tensor | None, cond: Any):
+        """Fresh latents (the generator splits them hierarchically and pairs them with the
+        shared embedding of the labels) and labels drawn uniformly over the classes, as
+        BigGAN-PyTorch's G step. With a loss that compares fakes with reals (relativistic), the
+        real batch's labels are kept, so that D judges reals and fakes of the same classes.
+        `fresh_g_inputs=False`: None, the D step's fakes."""
+        if not self.fresh_g_inputs:
+            return None
+        if getattr(self.loss, "needs_real_logits", False):
+            return self.noise(batch_size), cond
+        labels = torch.randint(self.num_classes, (batch_size,), device=self.device)
+        return self.noise(batch_size), labels
 
     # ------------------------------------------------------------------ EMA
     def ema_decay_now(self) -> float:

@@ -86,14 +86,17 @@ def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
 
 class GrowingNetwork(nn.Module):
     """What both players share: the current `level` (0: 4x4) and fade weight `alpha` of its
-    newest level (1: fully in), kept in plain Python for the forward pass and in the state
-    dict (`get_extra_state`) for checkpoints."""
+    newest level (1: fully in), in the state dict (`get_extra_state`) for checkpoints. The
+    forward pass reads alpha from a tensor (`fade_weight`, updated in place) and never the
+    Python float, so a compiled forward (`model.compile=true`) is not recompiled at each step of
+    a fade, only when the level or the fading state changes."""
 
     def __init__(self, resolution: int):
         super().__init__()
         self.resolution = resolution
         self.max_level = level_count(resolution)
-        self.level, self.alpha = 0, 1.0
+        self.level, self.alpha, self.fade_in = 0, 1.0, False
+        self.register_buffer("fade_weight", torch.ones(()), persistent=False)
 
     def set_growth(self, level: int, alpha: float) -> None:
         if not 0 <= level <= self.max_level or not 0.0 <= alpha <= 1.0:
@@ -102,9 +105,12 @@ class GrowingNetwork(nn.Module):
                 "(the data's resolution) and alpha in [0, 1]"
             )
         self.level, self.alpha = int(level), float(alpha)
+        self.fade_in = self.level > 0 and self.alpha < 1.0
+        with torch.no_grad():
+            self.fade_weight.fill_(self.alpha)
 
     def fading(self) -> bool:
-        return self.level > 0 and self.alpha < 1.0
+        return self.fade_in
 
     def active_modules(self) -> list[nn.Module]:
         raise NotImplementedError
@@ -173,7 +179,7 @@ class ProGANGenerator(GrowingNetwork):
         image = self.to_rgb[level](feats[level])
         if self.fading():
             old = upsample(self.to_rgb[level - 1](feats[level - 1]))
-            image = torch.lerp(old, image, self.alpha)
+            image = torch.lerp(old, image, self.fade_weight.to(image.dtype))
         return upsample(image, 2 ** (self.max_level - level))
 
 
@@ -235,7 +241,7 @@ class ProGANDiscriminator(GrowingNetwork):
         if level > 0:
             x = self._block(x, level)
             if self.fading():
-                x = torch.lerp(self._from_rgb(images, level - 1), x, self.alpha)
+                x = torch.lerp(self._from_rgb(images, level - 1), x, self.fade_weight.to(x.dtype))
             for lower in range(level - 1, 0, -1):
                 x = self._block(x, lower)
         x = F.leaky_relu(self.conv(self.mbstd(x)), 0.2)
