@@ -356,7 +356,7 @@ def sweep(args) -> None:
 
 def families(args) -> None:
     """ganlab alone on the bigger families' CIFAR-10 recipes (random 3x32x32 images, their own
-    networks, losses and optimizers); a family whose config does not build is skipped."""
+    networks, losses and optimizers)."""
     import tempfile
 
     from hydra.utils import instantiate
@@ -365,19 +365,14 @@ def families(args) -> None:
 
     print(f"\n## families at CIFAR-10 size, batch {args.family_batch_size}\n{HEADER}")
     for family in args.families:
-        try:
-            cfg = compose_run([f"experiment={family}_cifar10"], tempfile.mkdtemp())
-            setup = Setup(family, cfg.data.channels, cfg.data.resolution, None, 0)
-            setup = replace(setup, batch_size=args.family_batch_size, precision=args.precision)
+        cfg = compose_run([f"experiment={family}_cifar10"], tempfile.mkdtemp())
+        setup = Setup(family, cfg.data.channels, cfg.data.resolution, None, 0)
+        setup = replace(setup, batch_size=args.family_batch_size, precision=args.precision)
 
-            def run(setup, args, cfg=cfg):
-                return fit_throughput(instantiate(cfg.model), setup, args)
+        def run(setup, args, cfg=cfg):
+            return fit_throughput(instantiate(cfg.model), setup, args)
 
-            values, peak = measure(run, setup, args)
-        except Exception as error:  # a family still being written, a recipe that needs more
-            reason = (str(error).strip().splitlines() or [""])[0][:150]
-            print(f"| {family} | skipped: {type(error).__name__}: {reason} | | | | |")
-            continue
+        values, peak = measure(run, setup, args)
         print(row(family, values, peak, float("nan"), args))
 
 
@@ -424,6 +419,18 @@ def main() -> None:
     unknown = [s for s in args.switches if s not in SWITCHES]
     if unknown:
         parser.error(f"--switches: {unknown[0]!r} is not one of {', '.join(SWITCHES)}")
+    if args.families:
+        from ganlab.cli import CONFIG_DIR
+
+        recipes = sorted(
+            p.stem[: -len("_cifar10")] for p in Path(CONFIG_DIR).glob("experiment/*_cifar10.yaml")
+        )
+        args.families = [f for f in args.families.split(",") if f]
+        unknown = [f for f in args.families if f not in recipes]
+        if unknown:
+            parser.error(
+                f"--families: {unknown[0]!r} has no CIFAR-10 recipe; accepted: {', '.join(recipes)}"
+            )
     sizes = args.batch_sizes or (str(args.batch_size) if args.batch_size else None)
     args.batch_sizes = [int(s) for s in (sizes or ("64,256,1024" if cuda else "64")).split(",")]
     args.steps = args.steps or (50 if cuda else 40)
@@ -444,7 +451,6 @@ def main() -> None:
     if args.sweep:
         sweep(args)
     if args.families:
-        args.families = args.families.split(",")
         families(args)
     print(f"\nend: {load()}")
     sys.stdout.flush()

@@ -47,12 +47,12 @@ def tiny_networks(dtype=torch.float32, **kwargs):
     return generator, discriminator
 
 
-def tiny_progan(stable_kimg=0.016, fade_kimg=0.032, **kwargs) -> ProGAN:
+def tiny_progan(stable_kimg=0.016, fade_kimg=0.032, model_class=ProGAN, **kwargs) -> ProGAN:
     generator, discriminator = tiny_networks()
     settings = dict(
         d_regularizers={"gp": GradientPenalty(10.0, target=1.0)}, ema_warmup=False, **kwargs
     )
-    return ProGAN(
+    return model_class(
         generator,
         discriminator,
         WassersteinLoss(drift=0.001),
@@ -317,17 +317,8 @@ class RecordingProGAN(ProGAN):
 
 
 def test_adam_states_are_cleared_at_each_start_and_end_of_a_fade():
-    generator, discriminator = tiny_networks()
-    model = RecordingProGAN(
-        generator,
-        discriminator,
-        WassersteinLoss(drift=0.001),
-        functools.partial(torch.optim.Adam, lr=1e-3, betas=(0.0, 0.99)),
-        functools.partial(torch.optim.Adam, lr=1e-3, betas=(0.0, 0.99)),
-        latent_dim=8,
-        stable_kimg=0.008,  # one step of 8 images at each level, then two fading in the next
-        fade_kimg=0.016,
-    )
+    # one step of 8 images at each level, then two fading in the next
+    model = tiny_progan(stable_kimg=0.008, fade_kimg=0.016, model_class=RecordingProGAN)
     fit(model, {"image": torch.rand(56, 1, 16, 16) * 2 - 1}, steps=7)
     # images seen at each reset: 8x8 starts fading in (alpha 1/4), 8x8 stable, 16x16 fading
     # in, 16x16 stable; D's Adam held moments before each reset and none right after

@@ -321,3 +321,10 @@ def test_throughput_benchmark_refuses_an_unknown_switch(tmp_path):
     assert "--switches: 'turbo' is not one of channels_last, compile, fused_adam, tf32" in (
         result.stderr
     )
+
+
+def test_throughput_benchmark_refuses_a_family_without_a_cifar10_recipe(tmp_path):
+    result = run_throughput("--no-table", "--families=progan,colorize", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "--families: 'colorize' has no CIFAR-10 recipe; accepted: biggan," in result.stderr
+    assert "progan" not in result.stderr.split("accepted:")[0]
