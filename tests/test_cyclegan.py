@@ -223,6 +223,33 @@ def test_bad_options_are_refused():
         cyclegan(test_mode="test")
 
 
+def test_residual_generator_starts_as_the_identity_and_learns_a_colour_map():
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, SIZE, SIZE) * 2 - 1
+    official = ResNetTranslator(3, 3, base_width=8, n_blocks=1)
+    assert (official(images) - images).abs().mean() > 0.3  # random init: far from the input
+    network = ResNetTranslator(3, 3, base_width=8, n_blocks=1, residual=True)
+    assert torch.equal(network(images), images)  # exactly, until the zeroed last conv learns
+    warmer = (images + torch.tensor([0.2, 0.0, -0.2]).view(1, 3, 1, 1)).clamp(-1, 1)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    start = nn.functional.l1_loss(network(images), warmer).item()
+    for _ in range(30):
+        loss = nn.functional.l1_loss(network(images), warmer)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    output = network(images)
+    assert nn.functional.l1_loss(output, warmer).item() < 0.5 * start
+    assert output.min() >= -1 and output.max() <= 1
+
+
+def test_residual_generator_refuses_what_it_cannot_add():
+    with pytest.raises(ConfigError, match=r"channels \(1\) and out_channels \(3\) must be equal"):
+        ResNetTranslator(1, 3, residual=True)
+    with pytest.raises(ConfigError, match="residual='yes' must be true or false"):
+        ResNetTranslator(residual="yes")
+
+
 def test_paired_batches_are_refused_with_the_data_to_use():
     with pytest.raises(ConfigError, match=r"'a' and 'b', got \['source', 'target'\].*unaligned"):
         cyclegan().domains({"source": torch.zeros(1), "target": torch.zeros(1)})
@@ -404,6 +431,7 @@ def test_model_config_builds_the_recipe():
     assert model.generator["b_to_a"].model[-2].in_channels == 4
     assert model.generator["a_to_b"] is not model.generator["b_to_a"]
     assert model.discriminator["b"].n_layers == 2
+    assert not model.generator["b_to_a"].residual  # the official generator unless asked
     assert model.gan_weight == 2.0 and model.identity_weight == 0.5
     assert model.pools["a"].pool_size == 50
     g_opt, _ = model.configure_optimizers()[0]
