@@ -8,12 +8,14 @@ the final checkpoint and the classical baselines on the same held-out items with
     watermark  pix2pix + mask head   vs identity (the watermarked image); PSNR, SSIM
     sr4        SRGAN GAN stage, its L1 stage and their 0.5 interpolation
                                      vs bicubic, Lanczos; PSNR and SSIM on Y, border crop 4
-    inpaint    gated-conv GAN        vs biharmonic inpainting; hole L1 (x100), PSNR
+    inpaint    gated-conv GAN refining a biharmonic fill
+                                     vs biharmonic inpainting; hole L1 (x100), PSNR
     denoise    residual denoiser GAN vs non-local means, total variation (sigma known); PSNR
     cyclegan   CycleGAN a -> b       vs identity, against the hidden stylisation; PSNR, SSIM
 
-plus the L1-only ablation of pix2pix (watermark) and of SR (its stage 1), the no-GAN ablation of
-the denoiser (its pixel loss alone), with a sharpness proxy:
+plus the L1-only ablation of pix2pix (watermark), of SR (its stage 1) and of the inpainting GAN
+(its hole L1 alone), the no-GAN ablation of the denoiser (its pixel loss alone), with a sharpness
+proxy:
 the gradient energy of the outputs over that of the targets (1 = as much fine detail as the
 targets; blur lowers it).
 
@@ -49,7 +51,11 @@ NOISE_SIGMA = 25  # denoise_photos' noise level (0..255): the baselines are told
 SR_STAGE_1 = ["model.gan_weight=0", "model.l1_weight=1", "model.g_optimizer.lr=2e-4"]
 SR_STAGE_1_EPOCHS = "trainer.max_epochs=30"  # L1 alone is cheap: no discriminator
 # the same recipe without its GAN term (model.gan_weight=0), by task
-ABLATIONS = {"watermark": "L1 only (ablation)", "denoise": "no GAN (ablation)"}
+ABLATIONS = {
+    "watermark": "L1 only (ablation)",
+    "denoise": "no GAN (ablation)",
+    "inpaint": "L1 only (ablation)",
+}
 
 
 Method = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]

@@ -101,6 +101,7 @@ def test_img2img_benchmark_scores_each_model_beside_its_classical_baselines(tmp_
         ("sr4", "bicubic"),
         ("sr4", "lanczos"),
         ("inpaint", "ganlab GAN"),
+        ("inpaint", "L1 only (ablation)"),
         ("inpaint", "biharmonic"),
     }
     for row in rows:  # every row scored on the same 4 held-out items, with one protocol

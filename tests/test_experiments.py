@@ -111,7 +111,8 @@ SMALLER = {
         ["model.generator.width=16", "model.discriminator.width=16"],
     ),
     "watermark_clwd": NARROW_UNET,
-    "watermark_photos": ["data.num_train=16"],  # its 2000 crops take a while to write
+    # their 2000 crops take a while to write
+    **dict.fromkeys(["watermark_photos", "inpaint_photos"], ["data.num_train=16"]),
     "inpainting_places": ["data.crop_size=64"],
     **dict.fromkeys(["srresnet_div2k", "srgan_div2k"], ["data.gt_size=32"]),
     **dict.fromkeys(["esrgan_psnr_div2k", "esrgan_div2k"], ["data.gt_size=32", *NARROW_RRDB]),

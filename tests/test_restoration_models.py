@@ -11,11 +11,13 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 from torch import nn
 
+from ganlab.baselines import inpaint_biharmonic
 from ganlab.errors import ConfigError
 from ganlab.losses import BCELoss, DiffAugment, GradientPenalty, HingeLoss, LSGANLoss
 from ganlab.models import InpaintingGAN, PairedTranslationGAN, WatermarkRemovalGAN
 from ganlab.models.restoration import masked_l1, sn_patchgan_discriminator
 from ganlab.networks import GatedInpaintingGenerator, PatchGANDiscriminator, UnetGenerator
+from ganlab.networks.inpainting import harmonic_fill
 from tests.conftest import compose_config
 from tests.training import changed, fit, snapshot
 
@@ -162,6 +164,121 @@ def test_bad_inpainting_options_are_refused_by_name(options, message):
         inpainter(**options)
 
 
+def test_harmonic_fill_keeps_known_pixels_ignores_the_hole_and_continues_smooth_images():
+    batch = holes(3, 32)
+    noisy_hole = batch["target"]  # the same known pixels, other values in the hole
+    filled = harmonic_fill(batch["source"], batch["mask"])
+    known = batch["mask"].expand_as(filled) == 0
+    assert torch.equal(filled[known], batch["source"][known])
+    assert torch.equal(harmonic_fill(noisy_hole, batch["mask"]), filled)
+    # A ramp is harmonic: the fill continues it into the hole; a zero fill is far off.
+    ramp = torch.linspace(-0.8, 0.8, 32).expand(3, 3, 32, 32).contiguous()
+    error = (harmonic_fill(ramp, batch["mask"], iterations=40) - ramp).abs().max()
+    assert error < 0.02, error
+    assert (ramp * (1 - batch["mask"]) - ramp).abs().max() > 0.3
+    assert torch.allclose(
+        harmonic_fill(torch.full((1, 3, 8, 8), 0.25), batch["mask"][:1, :, :8, :8]),
+        torch.full((1, 3, 8, 8), 0.25),
+    )
+
+
+@pytest.mark.parametrize(
+    "hole_fill, skip", [("harmonic", False), ("biharmonic", False), ("both", True)]
+)
+def test_a_residual_generator_starts_at_its_fill_and_its_composite_keeps_known_pixels(
+    hole_fill, skip
+):
+    torch.manual_seed(0)
+    batch = holes(4, 16)
+    fills = {
+        "harmonic": lambda: harmonic_fill(batch["source"], batch["mask"], 5),
+        "biharmonic": lambda: inpaint_biharmonic(batch["source"], batch["mask"]),
+    }
+    fills["both"] = fills["biharmonic"]  # the harmonic fill is an input beside it
+    generator = GatedInpaintingGenerator(
+        base_width=8,
+        composite=False,
+        hole_fill=hole_fill,
+        fill_iterations=5,
+        output="residual",
+        init="he",
+        skip=skip,
+    )
+    prediction = generator(batch["target"], batch["mask"])  # the hole's values are ignored
+    assert torch.equal(prediction, fills[hole_fill]())
+    model = inpainter(generator=generator)
+    fit(model, holes(16, 16), steps=2)  # the last conv leaves 0: the prediction moves
+    filled = model.translate(batch["target"], batch["mask"], batch_size=2)
+    known = batch["mask"].expand_as(filled) == 0
+    assert torch.equal(filled[known], batch["target"][known])
+    assert not torch.equal(filled, fills[hole_fill]())
+
+
+def test_he_init_keeps_the_gated_features_alive_through_the_network():
+    def feature_scale(init: str) -> float:  # what the last conv sees
+        torch.manual_seed(0)
+        generator = GatedInpaintingGenerator(base_width=8, init=init)
+        image, mask = holes(2, 32)["source"], holes(2, 32)["mask"]
+        features = generator.model[:-2](torch.cat([image, mask], 1))
+        return features.std(dim=(2, 3)).mean().item()
+
+    assert feature_scale("he") > 0.1
+    assert feature_scale("torch") < 0.01  # mostly the biases: nothing to learn from
+
+
+def test_the_long_skip_feeds_the_network_input_to_the_last_conv():
+    both = GatedInpaintingGenerator(base_width=8, hole_fill="both", skip=True)
+    assert both.model[0].conv.in_channels == 3 + 3 + 1  # biharmonic, harmonic fill, mask
+    assert both.model[-2].in_channels == 4 + 7  # the features and the network input
+    image, mask = holes(2, 16)["source"], holes(2, 16)["mask"]
+    inputs = torch.cat([image, mask], 1).requires_grad_(True)
+    plain = GatedInpaintingGenerator(base_width=8, skip=True)
+    torch.nn.init.zeros_(plain.model[-2].weight[:, :4])  # the features' weights: the skip alone
+    out = plain.model[-1](plain.model[-2](torch.cat([plain.model[:-2](inputs), inputs], 1)))
+    out[0, 0, 8, 8].backward()
+    assert inputs.grad[0, :, 7:10, 7:10].abs().sum() > 0  # a 3x3 window of the input itself
+    assert inputs.grad[0, :, :6].abs().sum() == 0
+
+
+def test_fewer_downsamplings_keep_the_resolution_and_accept_any_multiple():
+    torch.manual_seed(0)
+    full = GatedInpaintingGenerator(base_width=8, downsamplings=0)
+    assert full.size_multiple == 1
+    assert GatedInpaintingGenerator(base_width=8).size_multiple == 4
+    image = torch.rand(1, 3, 10, 10) * 2 - 1
+    assert full(image, torch.zeros(1, 1, 10, 10)).shape == (1, 3, 10, 10)
+    assert not any(isinstance(m, nn.Upsample) for m in full.modules())
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            {"hole_fill": "mean"},
+            r"model.generator.hole_fill='mean' is not supported; accepted: 'zero', 'harmonic', "
+            "'biharmonic', 'both'",
+        ),
+        (
+            {"output": "delta"},
+            r"model.generator.output='delta' is not supported; accepted: 'image', 'residual'",
+        ),
+        ({"fill_iterations": -1}, r"model.generator.fill_iterations=-1 must be an integer >= 0"),
+        ({"fill_iterations": 2.5}, r"model.generator.fill_iterations=2.5 must be an integer >= 0"),
+        (
+            {"init": "xavier"},
+            r"model.generator.init='xavier' is not supported; accepted: 'he', 'torch'",
+        ),
+        (
+            {"downsamplings": 3},
+            r"model.generator.downsamplings=3 is not supported; accepted: 0, 1, 2",
+        ),
+    ],
+)
+def test_bad_inpainting_generator_options_are_refused_by_name(options, message):
+    with pytest.raises(ConfigError, match=message):
+        GatedInpaintingGenerator(base_width=8, **options)
+
+
 def test_a_discriminator_without_the_mask_channel_is_refused():
     model = inpainter()
     image = torch.zeros(2, 3, 16, 16)
@@ -304,3 +421,16 @@ def test_configs_compose_with_the_option_groups_and_build(
     penalties = [r(model, batch["target"], fake.detach(), cond) for r in model.d_regularizers]
     g_loss, _ = model.g_loss(fake, cond, batch["target"])
     assert all(torch.isfinite(value) for value in [d_loss, g_loss, *penalties])
+
+
+def test_inpaint_photos_refines_a_biharmonic_fill_with_a_small_gan_term(tmp_path):
+    cfg = compose_config(["experiment=inpaint_photos"], tmp_path)
+    with open_dict(cfg):
+        cfg.data.channels = 3
+    model = instantiate(cfg.model)
+    generator = model.generator
+    assert (generator.hole_fill, generator.output, generator.skip) == ("both", "residual", True)
+    assert (model.hole_weight, model.valid_weight, model.gan_weight) == (1.0, 0.0, 0.001)
+    batch = holes(2, 64)
+    prediction = model.generate(None, model.condition(batch)).prediction
+    assert torch.equal(prediction, inpaint_biharmonic(batch["source"], batch["mask"]))
