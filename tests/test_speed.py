@@ -328,3 +328,23 @@ def test_throughput_benchmark_refuses_a_family_without_a_cifar10_recipe(tmp_path
     assert result.returncode == 2
     assert "--families: 'colorize' has no CIFAR-10 recipe; accepted: biggan," in result.stderr
     assert "progan" not in result.stderr.split("accepted:")[0]
+
+
+def test_throughput_times_progan_at_its_last_level_after_the_warm_up_batch(tmp_path):
+    """The second ProGAN row's schedule: after one warm-up batch the model is at 32x32."""
+    from hydra.utils import instantiate
+
+    from ganlab.cli import compose_run
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import throughput
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    (first_name, first), (last_name, last) = throughput.family_rows("progan", None)
+    assert "4x4" in first_name and first == [] and "32x32" in last_name
+    small = ["model.generator.channel_max=8", "model.discriminator.channel_max=8"]
+    cfg = compose_run(["experiment=progan_cifar10", *last, *small], tmp_path)
+    model = instantiate(cfg.model)
+    assert model.schedule.at(0) == (0, 1.0)
+    assert model.schedule.at(16) == (model.generator.max_level, 1.0) == (3, 1.0)
