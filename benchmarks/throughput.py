@@ -365,7 +365,7 @@ def families(args) -> None:
 
     print(f"\n## families at CIFAR-10 size, batch {args.family_batch_size}\n{HEADER}")
     for family in args.families:
-        for name, overrides in family_rows(family, args):
+        for name, overrides in family_rows(family):
             cfg = compose_run([f"experiment={family}_cifar10", *overrides], tempfile.mkdtemp())
             setup = Setup(family, cfg.data.channels, cfg.data.resolution, None, 0)
             setup = replace(setup, batch_size=args.family_batch_size, precision=args.precision)
@@ -377,10 +377,10 @@ def families(args) -> None:
             print(row(name, values, peak, float("nan"), args))
 
 
-def family_rows(family: str, args) -> list[tuple[str, list[str]]]:
+def family_rows(family: str) -> list[tuple[str, list[str]]]:
     """(row name, overrides) of a family's rows. ProGAN grows by images seen: its recipe's
     first steps run at 4x4, so a second row shrinks the schedule to one image per phase, and the
-    warm-up steps carry it to its last level (32x32), where it trains for most of a run."""
+    warm-up steps carry it to its last level (32x32), where a run ends."""
     if family != "progan":
         return [(family, [])]
     one_image = "0.001"  # kimg

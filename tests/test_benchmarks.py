@@ -48,14 +48,20 @@ def test_modes_benchmark_tables_each_recipe_and_layout(tmp_path):
     assert "PacGAN4 (published)" in stdout
 
 
-def test_modes_benchmark_rejects_an_unknown_recipe(tmp_path):
+def refusal(name: str, *args: str) -> str:
+    """The stderr of a benchmark script that refused its arguments (exit status 2)."""
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "modes.py"), "--recipes=veegan"],
+        [sys.executable, str(REPO_ROOT / "benchmarks" / name), *args],
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 2
-    assert "--recipes: 'veegan' is not one of gan, wgan_gp, unrolled, best" in result.stderr
+    assert result.returncode == 2, result.stderr[-3000:]
+    return result.stderr
+
+
+def test_modes_benchmark_rejects_an_unknown_recipe(tmp_path):
+    stderr = refusal("modes.py", "--recipes=veegan")
+    assert "--recipes: 'veegan' is not one of gan, wgan_gp, unrolled, best" in stderr
 
 
 @pytest.mark.slow
@@ -116,22 +122,10 @@ def test_img2img_benchmark_scores_each_model_beside_its_classical_baselines(tmp_
 
 
 def test_img2img_benchmark_rejects_an_unknown_task(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "img2img.py"), "--tasks=colorize"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert "--tasks: 'colorize' is not one of watermark, sr4, inpaint, denoise, cyclegan" in (
-        result.stderr
-    )
+    stderr = refusal("img2img.py", "--tasks=colorize")
+    assert "--tasks: 'colorize' is not one of watermark, sr4, inpaint, denoise, cyclegan" in stderr
 
 
 def test_img2img_benchmark_rejects_a_thread_count_below_1():
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "img2img.py"), "--threads=0"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert "--threads: 0 is not a thread count; accepted: 1 or more" in result.stderr
+    stderr = refusal("img2img.py", "--threads=0")
+    assert "--threads: 0 is not a thread count; accepted: 1 or more" in stderr

@@ -341,7 +341,7 @@ def test_throughput_times_progan_at_its_last_level_after_the_warm_up_batch(tmp_p
         import throughput
     finally:
         sys.path.remove(str(REPO_ROOT / "benchmarks"))
-    (first_name, first), (last_name, last) = throughput.family_rows("progan", None)
+    (first_name, first), (last_name, last) = throughput.family_rows("progan")
     assert "4x4" in first_name and first == [] and "32x32" in last_name
     small = ["model.generator.channel_max=8", "model.discriminator.channel_max=8"]
     cfg = compose_run(["experiment=progan_cifar10", *last, *small], tmp_path)

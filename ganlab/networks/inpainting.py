@@ -54,9 +54,9 @@ def harmonic_fill(
         filled = image + coarse * mask
     for _ in range(iterations):
         padded = F.pad(filled, (1, 1, 1, 1), mode="replicate")
-        neighbours = (
-            padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2]
-        ) + padded[..., 1:-1, 2:]
+        up, down = padded[..., :-2, 1:-1], padded[..., 2:, 1:-1]
+        left, right = padded[..., 1:-1, :-2], padded[..., 1:-1, 2:]
+        neighbours = up + down + left + right
         filled = image + neighbours / 4 * mask
     return filled
 
