@@ -182,13 +182,26 @@ def _missing_option(err: MissingConfigException) -> ConfigError:
 def _unknown_key(cause: Exception, config_name: str, overrides: Sequence[str]) -> ConfigError:
     full_key = str(getattr(cause, "full_key", "") or "")
     parent, _, name = full_key.rpartition(".")
-    line = next((o for o in overrides if o.lstrip("+~").startswith(full_key)), full_key)
+    line = _override_of(full_key, overrides)
     value = line.split("=", 1)[1] if "=" in line else "..."
     others = [o for o in overrides if o != line]
-    try:
-        cfg = compose_checked(config_name, others)
-    except ConfigError:
-        cfg = None
+    cfg = None
+    if len(others) < len(overrides):  # the same overrides again would fail the same way
+        try:
+            cfg = compose_checked(config_name, others)
+        except ConfigError:
+            pass
+    setter = line.lstrip("+~").split("=", 1)[0]
+    if setter != full_key and full_key.startswith(f"{setter}."):
+        # `key={...}` merges into the node's keys; it does not replace the node
+        node = OmegaConf.select(cfg, setter) if cfg is not None else None
+        keys = sorted(node) if isinstance(node, DictConfig) else []
+        known = f" (its keys are {', '.join(keys)})" if keys else ""
+        return ConfigError(
+            f"{line}: {parent} has no key '{name}'{known}; a {{...}} value is merged into "
+            f"{setter}'s keys, it does not replace them. To replace {setter} whole, delete it "
+            f"first: '~{setter}' '+{setter}={value}'"
+        )
     if not parent:
         groups = list(_groups()) if cfg is not None else []
         keys = sorted(k for k in (cfg or {}) if k != "hydra" and k not in groups)
@@ -205,6 +218,20 @@ def _unknown_key(cause: Exception, config_name: str, overrides: Sequence[str]) -
         f"{did_you_mean(name, keys, f'{parent}.{{}}={value}')}{known} (to pass a new "
         f"argument to a class of your own, add it: +{full_key}={value})"
     )
+
+
+def _override_of(full_key: str, overrides: Sequence[str]) -> str:
+    """The override that set `full_key`: its key is `full_key`, one of its parents (a {...}
+    value) or one of its children; `full_key` itself if none is."""
+
+    def key(override: str) -> str:
+        return override.lstrip("+~").split("=", 1)[0]
+
+    for override in overrides:
+        if key(override) == full_key or key(override).startswith(f"{full_key}."):
+            return override
+    parents = [o for o in overrides if full_key.startswith(f"{key(o)}.")]
+    return max(parents, key=lambda o: len(key(o)), default=full_key)  # the nearest parent
 
 
 def _config_dir() -> str:

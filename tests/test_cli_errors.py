@@ -174,6 +174,12 @@ def test_sweeps_missing_values_and_eval_data_overrides_are_checked_in_advance():
         check_command_line("train", ["-m", "seed=0,1", "model=dcgan,gan_mlp", "model.n_critc=1"])
     with pytest.raises(ConfigError, match="did you mean model.n_critic=5"):
         check_command_line("train", ["--cfg", "job", "model.n_critc=5"])
+    # a {...} value merges into the node: a key it lacks names the way to replace the node
+    replace = "model.generator={_target_:x.Net,width:32}"
+    with pytest.raises(ConfigError) as refused:
+        check_command_line("train", ["model=dcgan", replace, "seed=1"])
+    assert f"{replace}: model.generator has no key 'width' (its keys are " in str(refused.value)
+    assert f"delete it first: '~model.generator' '+{replace[:15]}" in str(refused.value)
     with pytest.raises(ConfigError, match=r"ckpt_path must be given \(ckpt_path=\.\.\."):
         check_command_line("sample", [])
     with pytest.raises(ConfigError, match="data.path must be given"):
