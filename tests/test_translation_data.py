@@ -555,3 +555,57 @@ def test_folder_missing_split(tmp_path: Path) -> None:
         match=r"test is missing; folders found in .*: train; expected layout: root/\{train,test\}",
     ):
         DenoisingFolderDataModule(str(tmp_path))
+
+
+def test_clwd_fresh_watermarks_redraw_each_training_draw(tmp_path: Path) -> None:
+    root = write_clwd(tmp_path, size=48)
+    files = WatermarkPairsDataModule(str(root)).real_dataset("train")
+    fresh_dm = WatermarkPairsDataModule(str(root), fresh_watermarks=True)
+    assert fresh_dm.settings["fresh_watermarks"] is True
+    fresh = fresh_dm.real_dataset("train")
+    first, again, other = fresh[(0, 7)], fresh[(0, 7)], fresh[(0, 8)]
+    for key in ("source", "target", "mask"):  # a draw is a function of its seed
+        torch.testing.assert_close(first[key], again[key])
+    assert not torch.equal(first["mask"], other["mask"])
+    for item in (first, other):
+        # the clean image is the file's; the watermark changes exactly the masked pixels
+        flipped = not torch.equal(item["target"], files[(0, 7)]["target"])
+        clean = files[(0, 7)]["target"]
+        torch.testing.assert_close(item["target"], clean.flip(-1) if flipped else clean)
+        changed = (item["source"] - item["target"]).abs().amax(0) > 0
+        assert changed.any() and not (changed & (item["mask"][0] == 0)).any()
+        assert not torch.equal(item["source"], files[(0, 7)]["source"])
+    test_files = WatermarkPairsDataModule(str(root)).real_dataset("test")[1]
+    test = fresh_dm.real_dataset("test")[1]  # the test split is the files, as without it
+    for key in ("source", "target", "mask"):
+        torch.testing.assert_close(test[key], test_files[key])
+    with pytest.raises(DataError, match=r"fresh_watermarks='yes' must be true or false"):
+        WatermarkPairsDataModule(str(root), fresh_watermarks="yes")
+
+
+def test_clwd_recolour_turns_and_recolours_the_pair_alike(tmp_path: Path) -> None:
+    root = write_clwd(tmp_path, size=16)  # watermarked = white on the mask
+    plain = WatermarkPairsDataModule(str(root)).real_dataset("train")
+    recoloured = WatermarkPairsDataModule(str(root), recolour=True).real_dataset("train")
+    changed = 0
+    for seed in range(40):
+        item = recoloured[(0, seed)]
+        inside = item["mask"][0] > 0
+        # still aligned: unchanged off the mask; the one watermark colour on it, per channel
+        torch.testing.assert_close(item["source"][:, ~inside], item["target"][:, ~inside])
+        colour = item["source"][:, inside]
+        torch.testing.assert_close(colour, colour[:, :1].expand_as(colour))
+        mask_turned = any(
+            torch.equal(item["mask"], plain[(0, seed)]["mask"].rot90(k, (-2, -1)))
+            or torch.equal(item["mask"], plain[(0, seed)]["mask"].flip(-1).rot90(k, (-2, -1)))
+            for k in range(4)
+        )
+        assert mask_turned
+        changed += not torch.equal(item["target"], plain[(0, seed)]["target"])
+    assert changed > 30
+    torch.testing.assert_close(  # the test split as the files are
+        WatermarkPairsDataModule(str(root), recolour=True).real_dataset("test")[0]["source"],
+        WatermarkPairsDataModule(str(root)).real_dataset("test")[0]["source"],
+    )
+    with pytest.raises(DataError, match=r"recolour=1 must be true or false"):
+        WatermarkPairsDataModule(str(root), recolour=1)

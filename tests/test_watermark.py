@@ -19,7 +19,7 @@ from ganlab.data.photos import prepare_photos
 from ganlab.errors import ConfigError
 from ganlab.losses import BCELoss
 from ganlab.models import WatermarkRemovalGAN
-from ganlab.models.restoration import MAX_OPACITY, masked_l1, soft_dice_loss
+from ganlab.models.restoration import MAX_OPACITY, global_unblend, masked_l1, soft_dice_loss
 from ganlab.networks import PatchGANDiscriminator, UnetGenerator
 
 ADAM = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
@@ -119,6 +119,63 @@ def test_unblend_inverts_the_blend_from_the_watermarks_colour_and_opacity():
     assert torch.equal(model.generate(None, (source, None)).prediction, source)
 
 
+def test_global_unblend_pools_one_colour_and_opacity_over_the_mask():
+    model = remover(image_branch="global_unblend", inside_l1_weight=1.0)
+    assert model.composite_with_mask is False and last_layer(model).out_channels == 3 + 1 + 1
+    target = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
+    coverage = torch.zeros(2, 1, 32, 32)
+    coverage[:, :, 8:20, 4:30] = 1.0
+    coverage[:, :, 20, 4:30] = 0.5  # an antialiased edge
+    opacity, colour = 0.4, torch.tensor([0.9, -0.3, 0.1]).view(1, 3, 1, 1)
+    alpha = opacity * coverage
+    source = target * (1 - alpha) + alpha * colour
+    inside = coverage > 0
+    # per-pixel colours and opacities that are right only on average over the marked pixels
+    wobble = torch.randn(2, 1, 32, 32) * 0.05
+    colour_map = (colour + wobble * coverage).clamp(-0.99, 0.99)
+    opacity_map = opacity + 0.1 * torch.sign(torch.randn(2, 1, 32, 32)) * inside
+    outputs = torch.cat([colour_map, opacity_map / MAX_OPACITY * 2 - 1, coverage * 2 - 1], 1)
+
+    class Fixed(nn.Module):
+        def forward(self, image):
+            return outputs
+
+    model.generator = Fixed()
+    fake = model.generate(None, (source, None))
+    assert torch.equal(fake[~inside.expand_as(fake)], source[~inside.expand_as(source)])
+    weight = coverage / coverage.sum((2, 3), keepdim=True)
+    pooled_opacity = (opacity_map * weight).sum((2, 3), keepdim=True)
+    pooled_colour = (colour_map * weight).sum((2, 3), keepdim=True)
+    assert (pooled_opacity - opacity).abs().max() < 0.02
+    expected = (source - pooled_opacity * coverage * pooled_colour) / (
+        1 - pooled_opacity * coverage
+    )
+    torch.testing.assert_close(fake, expected.clamp(-1, 1))
+    assert (fake - target).abs().max() < 0.05 < (source - target).abs().max()
+
+
+def test_global_unblend_learns_colour_and_opacity_from_the_true_mask_only():
+    model = remover(image_branch="global_unblend", inside_l1_weight=10.0, gan_weight=0.0)
+    batch = marked_batch()
+    cond = model.condition(batch)
+    fake = model.generate(None, cond)
+    loss, stats = model.g_loss(fake, cond, batch["target"])
+    truth = batch["mask"]
+    pooled_over_truth = global_unblend(batch["source"], *fake.unblend_maps, truth)
+    inside, _ = masked_l1(pooled_over_truth, batch["target"], truth)
+    torch.testing.assert_close(stats["train/g_l1_inside"], inside)
+    colour, opacity = fake.unblend_maps
+    # the image's own loss reaches the mask head, not the colour and opacity
+    image_grads = torch.autograd.grad(
+        F.l1_loss(fake, batch["target"]),
+        [colour, opacity, fake.mask_probability],
+        allow_unused=True,
+    )
+    assert image_grads[0] is None and image_grads[1] is None and image_grads[2].abs().sum() > 0
+    inside_grads = torch.autograd.grad(stats["train/g_l1_inside"], [colour, opacity])
+    assert all(g.abs().sum() > 0 for g in inside_grads)
+
+
 def test_bce_dice_adds_the_soft_dice_of_the_mask_head():
     model = remover(mask_loss="bce_dice", mask_pos_weight=4.0, gan_weight=0.0)
     batch = marked_batch()
@@ -170,7 +227,20 @@ def test_inside_l1_scores_the_raw_prediction_on_the_true_mask_only():
         (
             {"image_branch": "delta"},
             r"model.image_branch='delta' is not supported; accepted: 'clean', 'residual', "
-            r"'unblend'",
+            r"'unblend', 'global_unblend'",
+        ),
+        (
+            {"image_branch": "global_unblend", "mask_weight": 0.0},
+            r"'global_unblend' reads the mask head as the watermark's coverage; set "
+            r"model.mask_weight > 0",
+        ),
+        (
+            {"image_branch": "global_unblend"},
+            r"learns the watermark's colour and opacity from model.inside_l1_weight's term alone",
+        ),
+        (
+            {"image_branch": "global_unblend", "composite_with_mask": True, "inside_l1_weight": 1},
+            r"model.composite_with_mask=true does not apply to model.image_branch=",
         ),
         ({"inside_l1_weight": -1.0}, r"model.inside_l1_weight=-1.0 must be >= 0"),
         (

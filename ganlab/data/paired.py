@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -22,6 +24,7 @@ from ganlab.data.translation import (
     load_rgb,
     match_by_stem,
     open_image,
+    randint,
     random_crop_flip,
     require_folder,
     resolve_root,
@@ -34,6 +37,10 @@ CLWD_LAYOUT = (
     "root/{train,test}/{Watermarked_image,Watermark_free_image,Mask}/<id>.<ext>, matched by id"
 )
 CLWD_FOLDERS = {"source": "Watermarked_image", "target": "Watermark_free_image", "mask": "Mask"}
+# data.recolour (turn_and_recolour): shares of negatives and of tinted greys, the tint's range
+NEGATIVE_SHARE = 0.25
+GREY_SHARE = 0.2
+GREY_TINT = (0.6, 1.3)
 
 
 class AlignedPairs(Dataset):
@@ -126,12 +133,24 @@ class AlignedPairsDataModule(TranslationDataModule):
 
 class WatermarkPairs(Dataset):
     """(watermarked, watermark-free, mask) files; training: one crop and flip for all three;
-    eval: the centre crop (or the whole image without `crop_size`)."""
+    eval: the centre crop (or the whole image without `crop_size`). `fresh_watermarks`: in
+    training, the watermark file is replaced by a new watermark drawn over the watermark-free
+    image from the item's seed (see `fresh_watermark`); `recolour`: training items are then
+    turned and recoloured (see `turn_and_recolour`)."""
 
-    def __init__(self, items: list[dict[str, Path]], crop_size: int | None, train: bool) -> None:
+    def __init__(
+        self,
+        items: list[dict[str, Path]],
+        crop_size: int | None,
+        train: bool,
+        fresh_watermarks: bool = False,
+        recolour: bool = False,
+    ) -> None:
         self.items = items
         self.crop_size = crop_size
         self.train = train
+        self.fresh_watermarks = fresh_watermarks and train
+        self.recolour = recolour and train
 
     def __len__(self) -> int:
         return len(self.items)
@@ -139,23 +158,72 @@ class WatermarkPairs(Dataset):
     def __getitem__(self, key) -> dict[str, Tensor]:
         index, generator = item_generator(key)
         files = self.items[index]
-        item = {
-            "source": load_rgb(files["source"]),
-            "target": load_rgb(files["target"]),
-            # CLWD's masks are 8-bit greys: above half is watermarked (1)
-            "mask": (to_tensor(open_image(files["mask"], "L")) > 0).float(),
-        }
+        if self.fresh_watermarks:
+            item = fresh_watermark(open_image(files["target"], "RGB"), generator)
+        else:
+            item = {
+                "source": load_rgb(files["source"]),
+                "target": load_rgb(files["target"]),
+                # CLWD's masks are 8-bit greys: above half is watermarked (1)
+                "mask": (to_tensor(open_image(files["mask"], "L")) > 0).float(),
+            }
         if self.train:
-            return random_crop_flip(item, self.crop_size, generator)
+            item = random_crop_flip(item, self.crop_size, generator)
+            return turn_and_recolour(item, generator) if self.recolour else item
         if self.crop_size is not None:
             item = {k: center_crop(v, self.crop_size) for k, v in item.items()}
         return item
 
 
+def turn_and_recolour(item: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+    """One random quarter turn for the three images, and one colour change for the watermarked
+    and the clean image: their channels in a random order, then with `NEGATIVE_SHARE` the
+    negative, or with `GREY_SHARE` a tinted grey. Each change is affine per pixel, so the
+    watermarked image stays an alpha blend of the clean one (with a changed colour): a few
+    training photos look like many more."""
+    turns = randint(4, generator)
+    item = {key: image.rot90(turns, (-2, -1)) for key, image in item.items()}
+    order = torch.randperm(3, generator=generator)
+    draw = float(torch.rand((), generator=generator))
+    tint = torch.empty(3, 1, 1).uniform_(*GREY_TINT, generator=generator)
+
+    def recolour(image: Tensor) -> Tensor:
+        image = image[order]
+        if draw < NEGATIVE_SHARE:
+            return -image
+        if draw < NEGATIVE_SHARE + GREY_SHARE:
+            grey = (image.mean(0, keepdim=True) + 1) / 2
+            return (grey * tint).clamp(0, 1) * 2 - 1
+        return image
+
+    return {**item, "source": recolour(item["source"]), "target": recolour(item["target"])}
+
+
+def fresh_watermark(clean: Image.Image, generator: torch.Generator) -> dict[str, Tensor]:
+    """A new watermark over `clean`, drawn as the photo sets draw their training watermarks
+    (`ganlab.data.degradations`, "varied": training words and logos, random strings, procedural
+    shapes); its randomness comes from `generator`, so a seeded draw is reproducible."""
+    from ganlab.data import degradations  # Pillow text drawing, needed only here
+
+    rng = np.random.default_rng(int(torch.randint(2**62, (), generator=generator)))
+    marked, mask = degradations.add_watermark(np.asarray(clean), rng, varied=True)
+    return {
+        "source": to_tensor(Image.fromarray(marked)),
+        "target": to_tensor(clean),
+        "mask": torch.from_numpy(mask)[None].float(),
+    }
+
+
 class WatermarkPairsDataModule(TranslationDataModule):
     """CLWD (and sets written in its layout): `root/{train,test}/Watermarked_image/<id>`,
     `Watermark_free_image/<id>`, `Mask/<id>`, matched by id (the file name without extension).
-    source = watermarked, target = watermark-free, mask = 1 where the watermark is."""
+    source = watermarked, target = watermark-free, mask = 1 where the watermark is.
+
+    `fresh_watermarks`: every training draw gets a new watermark over the watermark-free image
+    (seeded by the sampler, so reproducible and resumable), instead of the one in the files: a
+    model meets as many watermarks as it takes steps, where the files hold one per image.
+    `recolour`: training items are turned and recoloured (`turn_and_recolour`). The test split is
+    always the files as they are."""
 
     task = "watermark"
 
@@ -167,10 +235,17 @@ class WatermarkPairsDataModule(TranslationDataModule):
         num_workers: int = 0,
         seed: int | None = 0,
         drop_last: bool = True,
+        fresh_watermarks: bool = False,  # a new watermark at every training draw
+        recolour: bool = False,  # training items turned and recoloured
     ) -> None:
         super().__init__(batch_size, num_workers, seed, drop_last)
         if crop_size is not None:
             check_int("crop_size", crop_size, 1)
+        for name, value in (("fresh_watermarks", fresh_watermarks), ("recolour", recolour)):
+            if not isinstance(value, bool):
+                raise DataError(f"{name}={value!r} must be true or false")
+        self.fresh_watermarks = fresh_watermarks
+        self.recolour = recolour
         self.name = "clwd"
         self.root = resolve_root("root", root, CLWD_LAYOUT)
         self.splits = ("train", "test")
@@ -193,7 +268,11 @@ class WatermarkPairsDataModule(TranslationDataModule):
         else:
             width = height = crop_size
         self.sample_shape = self.source_shape = (3, height, width)
-        self.settings = {"crop_size": crop_size}
+        self.settings = {
+            "crop_size": crop_size,
+            "fresh_watermarks": fresh_watermarks,
+            "recolour": recolour,
+        }
         files = [f for s in self.splits for item in self.items[s] for f in item.values()]
         self.sources = [(self.root, sorted(files))]
 
@@ -219,4 +298,5 @@ class WatermarkPairsDataModule(TranslationDataModule):
                     f"{self.items['train'][0]['target']} ({whole[1]}x{whole[0]}); images of "
                     "several sizes need data.crop_size to batch them"
                 )
-        return WatermarkPairs(items, self.crop_size, split == "train")
+        train = split == "train"
+        return WatermarkPairs(items, self.crop_size, train, self.fresh_watermarks, self.recolour)

@@ -25,8 +25,13 @@ MASK_LOSSES = ("bce", "bce_dice")
 # added to the source (clean = source + 2 t, clamped to [-1, 1]), which starts at the identity
 # and need not carry the whole image through the U-Net's bottleneck; "unblend", the watermark's
 # colour c and, in one more channel, its opacity a, inverted as the blend was made:
-# clean = (source - a c) / (1 - a), a in [0, MAX_OPACITY].
-IMAGE_BRANCHES = ("clean", "residual", "unblend")
+# clean = (source - a c) / (1 - a), a in [0, MAX_OPACITY]; "global_unblend", the same inversion
+# with one colour and one opacity per image (their means over the pixels, weighted by the mask
+# head's probability m, which is read as the watermark's coverage): a = opacity * m. One
+# watermark has one colour and one opacity, and a per-image estimate pools the evidence of every
+# marked pixel; pixels with m = 0 pass through unchanged, so no composite follows.
+IMAGE_BRANCHES = ("clean", "residual", "unblend", "global_unblend")
+UNBLEND_BRANCHES = ("unblend", "global_unblend")
 MAX_OPACITY = 0.9
 
 
@@ -74,6 +79,27 @@ def soft_dice_loss(probability: torch.Tensor, target: torch.Tensor) -> torch.Ten
 def takes_two_inputs(network: nn.Module) -> bool:
     parameters = inspect.signature(network.forward).parameters.values()
     return len(parameters) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+def global_unblend(
+    source: torch.Tensor,  # (B, C, H, W) watermarked, in [-1, 1]
+    colour: torch.Tensor,  # (B, C, H, W) per-pixel estimates of the watermark's colour
+    opacity: torch.Tensor,  # (B, 1, H, W) per-pixel estimates of its opacity
+    coverage: torch.Tensor,  # (B, 1, H, W) in [0, 1]: how much of each pixel it covers
+) -> torch.Tensor:
+    """The blend source = (1 - a) clean + a colour inverted with one colour and one opacity per
+    image (their means weighted by `coverage`) and a = opacity * coverage."""
+    weight = coverage / coverage.sum((2, 3), keepdim=True).clamp_min(MASK_EPS)
+    colour = (colour * weight).sum((2, 3), keepdim=True)
+    alpha = (opacity * weight).sum((2, 3), keepdim=True) * coverage
+    return clamp_passing_gradients((source - alpha * colour) / (1 - alpha))
+
+
+def clamp_passing_gradients(image: torch.Tensor) -> torch.Tensor:
+    """`image` clamped to [-1, 1], with the gradient of the unclamped image: an unblend whose
+    colour estimate is far off overshoots the range, and a plain clamp would pass no gradient
+    to correct it (the colour and opacity would stay where they started)."""
+    return image + (image.clamp(-1, 1) - image).detach()
 
 
 class InpaintingGAN(PairedTranslationGAN):
@@ -204,7 +230,8 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
     of the image channels' raw prediction on the true mask's pixels, so that they learn to
     restore watermarked pixels while the head is still unsure where those are. `image_branch`
     "residual" reads the image channels t as a correction: prediction = source + 2 t;
-    "unblend" as the watermark's colour, with an opacity channel (see IMAGE_BRANCHES).
+    "unblend" as the watermark's colour, with an opacity channel; "global_unblend" pools that
+    colour and opacity over the image and needs the mask head (see IMAGE_BRANCHES).
     `mask_weight: 0` with `image_branch: clean` is plain pix2pix.
 
     The U-Net ends in Tanh on every channel: its mask channel t is read as m = (t + 1) / 2, which
@@ -223,7 +250,7 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
         mask_loss: str = "bce",  # "bce" or "bce_dice"
         mask_pos_weight: float = 1.0,  # BCE weight of watermarked pixels (> 0)
         inside_l1_weight: float = 0.0,  # L1 of the raw prediction on the true mask's pixels
-        image_branch: str = "clean",  # "clean", "residual" or "unblend" (IMAGE_BRANCHES)
+        image_branch: str = "clean",  # "clean", "residual", "unblend", "global_unblend"
         **kwargs: Any,
     ):
         if image_branch not in IMAGE_BRANCHES:
@@ -245,6 +272,24 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
                 f"model.inside_l1_weight={inside_l1_weight} needs the mask head (model.mask_weight "
                 "> 0), whose batches carry the true masks; set model.inside_l1_weight=0"
             )
+        if image_branch == "global_unblend":
+            if mask_weight == 0:
+                raise ConfigError(
+                    "model.image_branch='global_unblend' reads the mask head as the watermark's "
+                    "coverage; set model.mask_weight > 0"
+                )
+            if inside_l1_weight == 0:
+                raise ConfigError(
+                    "model.image_branch='global_unblend' learns the watermark's colour and "
+                    "opacity from model.inside_l1_weight's term alone; set it > 0"
+                )
+            if composite_with_mask:
+                raise ConfigError(
+                    "model.composite_with_mask=true does not apply to model.image_branch="
+                    "'global_unblend', which leaves the pixels the head calls clean unchanged "
+                    "itself; leave model.composite_with_mask null"
+                )
+            composite_with_mask = False
         if composite_with_mask is None:
             composite_with_mask = mask_weight > 0
         if composite_with_mask and mask_weight == 0:
@@ -261,7 +306,7 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
                         f"model.generator.{key} is set by WatermarkRemovalGAN from "
                         "model.channels (and the mask head); remove it"
                     )
-            out_channels = channels + (image_branch == "unblend") + mask_channels
+            out_channels = channels + (image_branch in UNBLEND_BRANCHES) + mask_channels
             try:
                 generator = generator(channels=channels, out_channels=out_channels)
             except TypeError as error:
@@ -297,7 +342,7 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
         `.mask_probability`."""
         source = self.source_of(cond)
         output = (network or self.generator)(source)
-        opacity_channels = 1 if self.image_branch == "unblend" else 0
+        opacity_channels = 1 if self.image_branch in UNBLEND_BRANCHES else 0
         expected = self.channels + opacity_channels + self.mask_channels
         if output.shape[1] != expected:
             head = " + 1 opacity channel" if opacity_channels else ""
@@ -311,13 +356,23 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
             prediction = (source + 2 * prediction).clamp(-1, 1)
         elif self.image_branch == "unblend":
             opacity = MAX_OPACITY * (output[:, self.channels : self.channels + 1] + 1) / 2
-            prediction = ((source - opacity * prediction) / (1 - opacity)).clamp(-1, 1)
+            prediction = clamp_passing_gradients((source - opacity * prediction) / (1 - opacity))
         if not self.mask_channels:
             return prediction
         mask = (output[:, -1:] + 1) / 2
+        unblend_maps = None
+        if self.image_branch == "global_unblend":
+            opacity = MAX_OPACITY * (output[:, self.channels : self.channels + 1] + 1) / 2
+            unblend_maps = (prediction, opacity)
+            # The colour and opacity learn from the true mask alone (`reconstruction_loss`):
+            # through the head's early, spread-out mask every pixel would ask for opacity 0,
+            # and the saturated Tanh would keep it there. Here they train the mask only.
+            prediction = global_unblend(source, prediction.detach(), opacity.detach(), mask)
         image = source * (1 - mask) + prediction * mask if self.composite_with_mask else prediction
         image.mask_probability = mask
         image.prediction = prediction  # the image channels before compositing
+        if unblend_maps is not None:
+            image.unblend_maps = unblend_maps  # per-pixel colour and opacity, before pooling
         return image
 
     def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor, cond: Any):
@@ -335,7 +390,11 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
                 mask_loss = bce + dice
             loss = loss + self.mask_weight * mask_loss
             if self.inside_l1_weight > 0:
-                inside, _ = masked_l1(fake.prediction, real, truth)
+                restored = fake.prediction
+                if self.image_branch == "global_unblend":
+                    # pooled over the true mask: what trains the colour and opacity (generate)
+                    restored = global_unblend(self.source_of(cond), *fake.unblend_maps, truth)
+                inside, _ = masked_l1(restored, real, truth)
                 stats["train/g_l1_inside"] = inside
                 loss = loss + self.inside_l1_weight * inside
         return loss, stats
