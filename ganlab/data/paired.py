@@ -11,6 +11,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ganlab.data import degradations
 from ganlab.data.base import DataError, check_choice, check_int
 from ganlab.data.translation import (
     TranslationDataModule,
@@ -203,8 +204,6 @@ def fresh_watermark(clean: Image.Image, generator: torch.Generator) -> dict[str,
     """A new watermark over `clean`, drawn as the photo sets draw their training watermarks
     (`ganlab.data.degradations`, "varied": training words and logos, random strings, procedural
     shapes); its randomness comes from `generator`, so a seeded draw is reproducible."""
-    from ganlab.data import degradations  # Pillow text drawing, needed only here
-
     rng = np.random.default_rng(int(torch.randint(2**62, (), generator=generator)))
     marked, mask = degradations.add_watermark(np.asarray(clean), rng, varied=True)
     return {
