@@ -194,8 +194,7 @@ def _unknown_key(cause: Exception, config_name: str, overrides: Sequence[str]) -
     setter = line.lstrip("+~").split("=", 1)[0]
     if setter != full_key and full_key.startswith(f"{setter}."):
         # `key={...}` merges into the node's keys; it does not replace the node
-        node = OmegaConf.select(cfg, setter) if cfg is not None else None
-        keys = sorted(node) if isinstance(node, DictConfig) else []
+        keys = _keys_of(cfg, setter)
         known = f" (its keys are {', '.join(keys)})" if keys else ""
         return ConfigError(
             f"{line}: {parent} has no key '{name}'{known}; a {{...}} value is merged into "
@@ -210,14 +209,19 @@ def _unknown_key(cause: Exception, config_name: str, overrides: Sequence[str]) -
             f"{did_you_mean(name, groups + keys, f'{{}}={value}')}; the groups are "
             f"{', '.join(groups)}, the other top-level keys {', '.join(keys)}"
         )
-    node = OmegaConf.select(cfg, parent) if cfg is not None else None
-    keys = sorted(node) if isinstance(node, DictConfig) else []
+    keys = _keys_of(cfg, parent)
     known = f"; its keys are {', '.join(keys)}" if keys else ""
     return ConfigError(
         f"{line}: {parent} has no key '{name}'"
         f"{did_you_mean(name, keys, f'{parent}.{{}}={value}')}{known} (to pass a new "
         f"argument to a class of your own, add it: +{full_key}={value})"
     )
+
+
+def _keys_of(cfg: DictConfig | None, path: str) -> list[str]:
+    """The sorted keys of the node at `path` of `cfg`; none if there is no such node."""
+    node = OmegaConf.select(cfg, path) if cfg is not None else None
+    return sorted(node) if isinstance(node, DictConfig) else []
 
 
 def _override_of(full_key: str, overrides: Sequence[str]) -> str:
