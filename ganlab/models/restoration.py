@@ -352,17 +352,17 @@ class WatermarkRemovalGAN(PairedTranslationGAN):
                 f"{self.channels}{head} needs {expected}; build it with out_channels={expected}"
             )
         prediction = output[:, : self.channels]
+        if opacity_channels:
+            opacity = MAX_OPACITY * (output[:, self.channels : self.channels + 1] + 1) / 2
         if self.image_branch == "residual":
             prediction = (source + 2 * prediction).clamp(-1, 1)
         elif self.image_branch == "unblend":
-            opacity = MAX_OPACITY * (output[:, self.channels : self.channels + 1] + 1) / 2
             prediction = clamp_passing_gradients((source - opacity * prediction) / (1 - opacity))
         if not self.mask_channels:
             return prediction
         mask = (output[:, -1:] + 1) / 2
         unblend_maps = None
         if self.image_branch == "global_unblend":
-            opacity = MAX_OPACITY * (output[:, self.channels : self.channels + 1] + 1) / 2
             unblend_maps = (prediction, opacity)
             # The colour and opacity learn from the true mask alone (`reconstruction_loss`):
             # through the head's early, spread-out mask every pixel would ask for opacity 0,
